@@ -1,0 +1,10 @@
+/** Tests are TypeScript compiled by swc (no type checking here: `npm run typecheck` does that). */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  // Numerical tests on a 2-core machine are slow; each file sets tighter limits where it can.
+  testTimeout: 120000,
+  maxWorkers: 2,
+};
