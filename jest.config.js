@@ -7,4 +7,5 @@ module.exports = {
   // Numerical tests on a 2-core machine are slow; each file sets tighter limits where it can.
   testTimeout: 120000,
   maxWorkers: 2,
+  setupFiles: ['<rootDir>/test/setup-tf.ts'],
 };

@@ -1,0 +1,6 @@
+/** Image datasets for training (CIFAR-10, MNIST, PNG folders) and PNG grids for looking at samples. */
+export { DatasetError } from './errors';
+export { loadImageDataset, type LoadImageDatasetOptions } from './load';
+export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
+export { toFloatRange, toUint8Range } from './pixel-range';
+export type { DatasetFormat, DatasetSplit, ImageDataset } from './types';

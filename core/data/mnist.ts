@@ -1,0 +1,83 @@
+import { basename, dirname, join } from 'node:path';
+
+import { concatBatches, type NamedBatch } from './concat-batches';
+import { DatasetError } from './errors';
+import { nameWithoutGz, readFileBytes } from './file-bytes';
+import { decodeIdxImages, decodeIdxLabels } from './mnist-idx';
+import { listDirectory, pathKind } from './paths';
+import type { DatasetSplit, ImageBatch } from './types';
+
+/** Both the official "train-images-idx3-ubyte" and the common "train-images.idx3-ubyte" spelling. */
+const IMAGES_NAME = /^(train|t10k)-images([.-])idx3-ubyte$/;
+
+/** "train" or "t10k" for an MNIST images file name (optionally .gz), otherwise undefined. */
+function imagesSplitPrefix(name: string): string | undefined {
+  return IMAGES_NAME.exec(nameWithoutGz(name))?.[1];
+}
+
+export function isMnistImagesName(name: string): boolean {
+  return imagesSplitPrefix(name) !== undefined;
+}
+
+function labelsNameFor(imagesName: string): string {
+  return nameWithoutGz(imagesName).replace(/images([.-])idx3/, 'labels$1idx1');
+}
+
+/** The labels file beside an images file, raw or gzipped, if there is one. */
+function findLabelsFile(imagesName: string, siblings: readonly string[]): string | undefined {
+  const wanted = labelsNameFor(imagesName);
+  return siblings.find((name) => name === wanted) ?? siblings.find((name) => name === `${wanted}.gz`);
+}
+
+async function loadImagesWithLabels(imagesFile: string, labelsFile: string | undefined): Promise<ImageBatch> {
+  const batch = decodeIdxImages(await readFileBytes(imagesFile), imagesFile);
+  if (labelsFile === undefined) return batch;
+  const labels = decodeIdxLabels(await readFileBytes(labelsFile), labelsFile);
+  if (labels.length !== batch.count) {
+    throw new DatasetError(
+      labelsFile,
+      `has ${labels.length} labels but ${imagesFile} has ${batch.count} images`,
+    );
+  }
+  return { ...batch, labels };
+}
+
+const SPLIT_PREFIXES: Record<DatasetSplit, string[]> = {
+  train: ['train'],
+  test: ['t10k'],
+  all: ['train', 't10k'],
+};
+
+async function loadFromDirectory(dir: string, split: DatasetSplit): Promise<ImageBatch> {
+  const { files } = await listDirectory(dir);
+  const parts: NamedBatch[] = [];
+  for (const prefix of SPLIT_PREFIXES[split]) {
+    // Prefer the raw file when both it and a .gz copy are present: same data, no inflating.
+    const candidates = files.filter((name) => imagesSplitPrefix(name) === prefix);
+    const imagesName = candidates.find((name) => !/\.gz$/i.test(name)) ?? candidates[0];
+    if (imagesName === undefined) continue;
+    const imagesFile = join(dir, imagesName);
+    const labelsName = findLabelsFile(imagesName, files);
+    parts.push({
+      file: imagesFile,
+      batch: await loadImagesWithLabels(imagesFile, labelsName && join(dir, labelsName)),
+    });
+  }
+  if (parts.length === 0) {
+    const expected = SPLIT_PREFIXES[split].map((prefix) => `${prefix}-images-idx3-ubyte`).join(' or ');
+    throw new DatasetError(dir, `empty dataset: directory has no MNIST ${expected} for split '${split}'`);
+  }
+  return concatBatches(parts);
+}
+
+/**
+ * Loads MNIST-style IDX data (MNIST, Fashion-MNIST, ...) from a directory holding the standard file
+ * names, or from one images file. Labels are attached when the matching labels file sits beside the
+ * images. `split` picks files in a directory; a single file is loaded whole.
+ */
+export async function loadMnist(source: string, split: DatasetSplit): Promise<ImageBatch> {
+  if ((await pathKind(source)) === 'directory') return loadFromDirectory(source, split);
+  const { files } = await listDirectory(dirname(source));
+  const labelsName = isMnistImagesName(source) ? findLabelsFile(basename(source), files) : undefined;
+  return loadImagesWithLabels(source, labelsName && join(dirname(source), labelsName));
+}

@@ -1,0 +1,85 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PNG } from 'pngjs';
+
+import { DatasetError, describeError } from './errors';
+import { listDirectory } from './paths';
+import type { ImageBatch } from './types';
+
+export function isPngName(name: string): boolean {
+  return /\.png$/i.test(name);
+}
+
+/** One decoded PNG kept in its smallest faithful form: 1 channel if grayscale, else RGB (alpha dropped). */
+interface CompactImage {
+  file: string;
+  gray: boolean;
+  pixels: Uint8Array;
+}
+
+function decodePng(file: string, bytes: Buffer): { png: PNG; gray: boolean } {
+  try {
+    const png = PNG.sync.read(bytes);
+    // `color` is false only for gray and gray+alpha; palettes count as colour even if their entries are gray.
+    return { png, gray: !png.color };
+  } catch (err) {
+    throw new DatasetError(file, `unreadable PNG: ${describeError(err)}`);
+  }
+}
+
+/** pngjs always hands back 8-bit RGBA; keep only the channels the image really has. */
+function compactPixels(rgba: Buffer, gray: boolean): Uint8Array {
+  const pixelCount = rgba.length / 4;
+  const channels = gray ? 1 : 3;
+  const out = new Uint8Array(pixelCount * channels);
+  for (let p = 0, o = 0; p < pixelCount; p++) {
+    for (let c = 0; c < channels; c++) out[o++] = rgba[p * 4 + c];
+  }
+  return out;
+}
+
+/**
+ * Loads every .png directly in `dir` (sorted by name, not recursive) as one dataset. All images must
+ * share the first one's size. The dataset is 1-channel when every image is grayscale, otherwise RGB,
+ * with grayscale images replicated into all three channels.
+ */
+export async function loadPngDirectory(dir: string): Promise<ImageBatch> {
+  const names = (await listDirectory(dir)).files.filter(isPngName);
+  if (names.length === 0) throw new DatasetError(dir, 'empty dataset: directory has no .png files');
+  const images: CompactImage[] = [];
+  let width = 0;
+  let height = 0;
+  for (const name of names) {
+    const file = join(dir, name);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw new DatasetError(file, `cannot read: ${describeError(err)}`);
+    }
+    const { png, gray } = decodePng(file, bytes);
+    if (images.length === 0) {
+      width = png.width;
+      height = png.height;
+    } else if (png.width !== width || png.height !== height) {
+      throw new DatasetError(
+        file,
+        `wrong image size: ${png.width}x${png.height} but the first image ${images[0].file} is ` +
+          `${width}x${height} (width x height); all PNGs must share one size`,
+      );
+    }
+    images.push({ file, gray, pixels: compactPixels(png.data, gray) });
+  }
+  const channels = images.every((image) => image.gray) ? 1 : 3;
+  const imagePixels = width * height;
+  const pixels = new Uint8Array(images.length * imagePixels * channels);
+  images.forEach((image, index) => {
+    const offset = index * imagePixels * channels;
+    if (image.gray === (channels === 1)) {
+      pixels.set(image.pixels, offset);
+      return;
+    }
+    for (let p = 0; p < imagePixels; p++) pixels.fill(image.pixels[p], offset + p * 3, offset + p * 3 + 3);
+  });
+  return { height, width, channels, count: images.length, pixels };
+}
