@@ -1,0 +1,51 @@
+import { InvalidArgumentError } from 'commander';
+import { z } from 'zod';
+import { RunConfig, RunConfigSchema, getPreset } from '../core/presets';
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  return n;
+}
+
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(`expected a non-negative integer, got '${value}'`);
+  return n;
+}
+
+export interface ConfigOverrides {
+  steps?: number;
+  batch?: number;
+  microBatch?: number;
+  seed?: number;
+  lr?: number;
+}
+
+/** A preset with the command line's overrides applied, validated as a whole (errors name the field). */
+export function resolveRunConfig(preset: string, o: ConfigOverrides): RunConfig {
+  const base = getPreset(preset);
+  const train = { ...base.train };
+  if (o.steps !== undefined) train.totalSteps = o.steps;
+  if (o.batch !== undefined) train.batchSize = o.batch;
+  if (o.microBatch !== undefined) train.microBatchSize = o.microBatch;
+  if (o.seed !== undefined) train.seed = o.seed;
+  if (o.lr !== undefined) train.learningRate = o.lr;
+  const parsed = RunConfigSchema.safeParse({ ...base, train });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`invalid configuration: ${issue.path.join('.')}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export const RunIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'run IDs use letters, digits, ".", "_" and "-" (max 128)');
+
+export function defaultRunId(preset: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${preset}-${stamp}`;
+}

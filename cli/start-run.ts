@@ -1,0 +1,103 @@
+import { Command, Option } from 'commander';
+import { initBackend } from '../core/backend';
+import { presetNames } from '../core/presets';
+import { openStore } from '../store';
+import { runCli } from './errors';
+import { runLocal } from './local-run';
+import {
+  ConfigOverrides,
+  RunIdSchema,
+  defaultRunId,
+  nonNegativeInt,
+  positiveInt,
+  resolveRunConfig,
+} from './options';
+
+const program = new Command('start-run')
+  .description(
+    'Train a DDPM in this process: loads the dataset, resumes the run from its newest valid checkpoint if it ' +
+      'has one, and writes checkpoints, sample grids and metrics under <store>/<run-id>/.',
+  )
+  .addOption(
+    new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
+  )
+  .requiredOption(
+    '--dataset <path>',
+    'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, or a directory of PNGs',
+  )
+  .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
+  .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
+  .addOption(
+    new Option('--backend <name>', 'TF.js backend')
+      .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
+      .default('auto'),
+  )
+  .option('--steps <n>', 'total optimizer steps (overrides the preset)', positiveInt)
+  .option('--batch <n>', 'global batch size (overrides the preset)', positiveInt)
+  .option(
+    '--micro-batch <n>',
+    'images per forward/backward pass; the batch is accumulated over these',
+    positiveInt,
+  )
+  .option(
+    '--seed <n>',
+    'run seed: data order, timesteps, noise, dropout and init derive from it',
+    nonNegativeInt,
+  )
+  .option('--lr <x>', 'peak learning rate (overrides the preset)', parseFloat)
+  .option(
+    '--checkpoint-every <n>',
+    'steps between checkpoints (default: a tenth of the run, at most 5000)',
+    positiveInt,
+  )
+  .option('--sample-every <n>', 'steps between EMA sample grids (default: as checkpoints)', positiveInt)
+  .option('--samples <n>', 'images per sample grid', positiveInt, 64)
+  .option('--keep <n>', 'checkpoints to keep (older ones are deleted; latest never)', positiveInt, 3)
+  .addHelpText(
+    'after',
+    '\nExample:\n  npm run start-run -- --preset tiny --dataset ../shared/data/cifar-10-batches-bin --steps 300\n',
+  );
+
+interface Options extends ConfigOverrides {
+  preset: string;
+  dataset: string;
+  store: string;
+  runId?: string;
+  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  checkpointEvery?: number;
+  sampleEvery?: number;
+  samples: number;
+  keep: number;
+}
+
+runCli(async () => {
+  const o = program.parse().opts<Options>();
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const runId = RunIdSchema.parse(o.runId ?? defaultRunId(o.preset));
+  const config = resolveRunConfig(o.preset, o);
+  const backend = await initBackend(o.backend, log);
+  // wasm has a 4 GiB heap: the 35.7M-parameter U-Net's activations fit only in small micro-batches.
+  const microBatchSize =
+    o.microBatch ??
+    (backend.name === 'wasm' && config.model.ch >= 128
+      ? Math.min(4, config.train.microBatchSize)
+      : undefined);
+  const checkpointEvery =
+    o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
+  const store = openStore(o.store);
+  log(
+    `run ${runId}: preset ${config.preset}, ${config.train.totalSteps} steps, batch ${config.train.batchSize}, store ${store.uri}`,
+  );
+  await runLocal({
+    config,
+    runId,
+    dataset: o.dataset,
+    store,
+    microBatchSize,
+    checkpointEvery,
+    sampleEvery: o.sampleEvery ?? checkpointEvery,
+    sampleCount: o.samples,
+    keepCheckpoints: o.keep,
+    log,
+  });
+});

@@ -1,0 +1,91 @@
+/**
+ * Picks and starts the TF.js backend: the fastest one that works here ('auto'), or the one asked for.
+ * Every backend package is loaded only when it is tried, so a missing optional one never breaks startup.
+ */
+import {
+  isBackendName,
+  PREFERENCE_ORDER,
+  type BackendInfo,
+  type BackendName,
+  type Candidate,
+} from './candidate';
+import { cpuCandidate } from './candidates/cpu';
+import { tensorflowCandidate } from './candidates/tensorflow';
+import { wasmCandidate } from './candidates/wasm';
+import { webgpuCandidate } from './candidates/webgpu';
+import { firstLine } from './load-package';
+import { registerGradients } from '../tf-gradients';
+
+export type { BackendInfo, BackendName } from './candidate';
+
+// Training needs every op's gradient; tfjs-core's CommonJS build registers none.
+registerGradients();
+
+const CANDIDATES: Record<BackendName, Candidate> = {
+  tensorflow: tensorflowCandidate,
+  webgpu: webgpuCandidate,
+  wasm: wasmCandidate,
+  cpu: cpuCandidate,
+};
+
+/**
+ * Starts `requested` ('auto': the first of tensorflow, webgpu, wasm, cpu that starts) and makes it TF.js's
+ * active backend. `log` gets one line for the choice and one for each faster backend that was skipped.
+ * Safe to call again, also with another backend.
+ */
+export async function initBackend(
+  requested: BackendName | 'auto' = 'auto',
+  log: (line: string) => void = () => {},
+): Promise<BackendInfo> {
+  if (requested === 'auto') return startFastest(log);
+  if (!isBackendName(requested)) {
+    const available = await availableBackends();
+    throw new Error(
+      `unknown backend '${String(requested)}': use auto or one of ${PREFERENCE_ORDER.join(', ')} ` +
+        `(available here: ${available.join(', ') || 'none'})`,
+    );
+  }
+  const outcome = await tryStart(CANDIDATES[requested], true);
+  if ('info' in outcome) {
+    log(`backend: ${outcome.info.name} (${outcome.info.detail}), as requested`);
+    return outcome.info;
+  }
+  const available = await availableBackends(requested);
+  throw new Error(
+    `backend '${requested}' cannot start: ${outcome.reason}; available here: ${available.join(', ') || 'none'}`,
+  );
+}
+
+async function startFastest(log: (line: string) => void): Promise<BackendInfo> {
+  for (const name of PREFERENCE_ORDER) {
+    const outcome = await tryStart(CANDIDATES[name], false);
+    if ('info' in outcome) {
+      log(`backend: ${outcome.info.name} (${outcome.info.detail})`);
+      return outcome.info;
+    }
+    log(`backend: skipped ${name}: ${outcome.reason}`);
+  }
+  throw new Error('no TF.js backend could start: check that @tensorflow/tfjs-backend-cpu is installed');
+}
+
+async function tryStart(
+  candidate: Candidate,
+  explicit: boolean,
+): Promise<{ info: BackendInfo } | { reason: string }> {
+  const probe = await candidate.probe(explicit);
+  if (!probe.ok) return { reason: probe.reason };
+  try {
+    return { info: await candidate.start() };
+  } catch (err) {
+    return { reason: firstLine(err) };
+  }
+}
+
+/** Backends whose probe succeeds here (without switching to them), in preference order. */
+async function availableBackends(except?: BackendName): Promise<BackendName[]> {
+  const names: BackendName[] = [];
+  for (const name of PREFERENCE_ORDER) {
+    if (name !== except && (await CANDIDATES[name].probe(true)).ok) names.push(name);
+  }
+  return names;
+}
