@@ -15,7 +15,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SCRIPT_DIR="$REPO_ROOT/infra/tfjs-native"
 CACHE_DIR="${TFJS_NATIVE_CACHE:-$REPO_ROOT/.cache/tfjs-native}"
-# 2.18.1 is the newest version verified here; the binding needs a wheel that ships libtensorflow_cc.so.2.
+# Verified: 2.18.1 and 2.20.0 (2.21.0 has no manylinux2014 wheel). Needs a wheel with libtensorflow_cc.so.2.
 TF_VERSION="${TFJS_NATIVE_TF_VERSION:-2.18.1}"
 TFJS_VERSION="4.22.0"
 
@@ -214,11 +214,16 @@ verify() {
 }
 
 # node_modules/@tensorflow/tfjs-node -> the prefix copy. Node resolves the real path, so the package's
-# own dependencies come from the prefix. A real install there (e.g. made with internet access) is kept.
+# own dependencies come from the prefix. A working real install there (e.g. made with internet access)
+# is kept; a broken one (npm skipped its install script, so it has no binding) is replaced.
 link_into_project() {
   if [[ -e "$PROJECT_LINK" && ! -L "$PROJECT_LINK" ]]; then
-    log "left the existing $PROJECT_LINK alone (not installed by this script); remove it to use this build."
-    return 0
+    if (cd "$REPO_ROOT" && TF_CPP_MIN_LOG_LEVEL=2 node -e "require('@tensorflow/tfjs-node')" >/dev/null 2>&1); then
+      log "kept the working $PROJECT_LINK (not installed by this script); remove it to use this build."
+      return 0
+    fi
+    log "replacing $PROJECT_LINK, which does not load, with this build."
+    rm -rf "$PROJECT_LINK"
   fi
   if [[ "$(readlink "$PROJECT_LINK" 2>/dev/null)" != "$TFJS_NODE_DIR" ]]; then
     rm -f "$PROJECT_LINK"
