@@ -16,6 +16,7 @@ import { unetParamSpecs } from '../core/model/unet';
 import { presetNames } from '../core/presets';
 import { Purpose, Rng } from '../core/rng';
 import { epsModelFromWeights } from '../core/sampling';
+import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import { runCli } from '../cli/errors';
 import { positiveInt, resolveRunConfig } from '../cli/options';
@@ -57,8 +58,7 @@ runCli(async () => {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const backend = await initBackend(o.backend, log);
   const config = resolveRunConfig(o.preset, { batch: o.batch, microBatch: o.microBatch });
-  const microBatch =
-    o.microBatch ?? (backend.name === 'wasm' && config.model.ch >= 128 ? 4 : config.train.microBatchSize);
+  const microBatch = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
   const { imageSize: size, inChannels: channels } = config.model;
   const data = syntheticImages(Math.max(config.train.batchSize, 256), size, channels);
   const params = new ParamLayout(unetParamSpecs(config.model)).totalSize;

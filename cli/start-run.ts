@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { initBackend } from '../core/backend';
 import { presetNames } from '../core/presets';
+import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { openStore } from '../store';
 import { runCli } from './errors';
 import { runLocal } from './local-run';
@@ -76,12 +77,7 @@ runCli(async () => {
   const runId = RunIdSchema.parse(o.runId ?? defaultRunId(o.preset));
   const config = resolveRunConfig(o.preset, o);
   const backend = await initBackend(o.backend, log);
-  // wasm has a 4 GiB heap: the 35.7M-parameter U-Net's activations fit only in small micro-batches.
-  const microBatchSize =
-    o.microBatch ??
-    (backend.name === 'wasm' && config.model.ch >= 128
-      ? Math.min(4, config.train.microBatchSize)
-      : undefined);
+  const microBatchSize = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
   const checkpointEvery =
     o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
   const store = openStore(o.store);

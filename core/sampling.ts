@@ -47,7 +47,7 @@ export interface GenerateOptions {
   sampler: SamplerChoice;
   /** Images denoised together; bounded by memory. */
   batchSize?: number;
-  onProgress?: (stepsDone: number, stepsTotal: number) => void;
+  onProgress?: (stepsDone: number, stepsTotal: number) => void | Promise<void>;
 }
 
 /** Generates `count` images as NHWC uint8; image i's noise depends only on (seed, i). */

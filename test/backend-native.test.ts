@@ -8,26 +8,17 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { loadNative } from '../core/backend/candidates/tensorflow';
 
 const INSTALL_HINT = 'run infra/tfjs-native/install.sh';
 
 function loadTfjsNode(): boolean {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- optional native package
-    require('@tensorflow/tfjs-node');
-    return true;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'MODULE_NOT_FOUND' && e.message.includes("'@tensorflow/tfjs-node'")) {
-      if (process.env.DDPM_NO_NATIVE === '1') return false;
-      throw new Error(
-        `@tensorflow/tfjs-node is not installed; ${INSTALL_HINT} (or set DDPM_NO_NATIVE=1 to leave it out)`,
-      );
-    }
-    throw new Error(
-      `@tensorflow/tfjs-node is installed but does not load (${e.message.split('\n')[0]}); ${INSTALL_HINT}`,
-    );
-  }
+  const native = loadNative();
+  if (native.ok) return true;
+  if (process.env.DDPM_NO_NATIVE === '1') return false;
+  throw new Error(
+    `the native backend does not load: ${native.reason}; ${INSTALL_HINT} (or set DDPM_NO_NATIVE=1 to leave it out)`,
+  );
 }
 
 const nativeInstalled = loadTfjsNode();

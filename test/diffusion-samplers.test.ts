@@ -205,7 +205,9 @@ describe('AncestralSampler.sample', () => {
     const whole = await expectTensorDelta(1, () =>
       sampler.sample(model, [4, 3, 3, 2], {
         seed: 9,
-        onStep: (done, total) => steps.push(done * 1000 + total),
+        onStep: (done, total) => {
+          steps.push(done * 1000 + total);
+        },
       }),
     );
     const tail = await sampler.sample(model, [2, 3, 3, 2], { seed: 9, firstSampleIndex: 2 });

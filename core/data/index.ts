@@ -4,3 +4,11 @@ export { loadImageDataset, type LoadImageDatasetOptions } from './load';
 export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
 export { toFloatRange, toUint8Range } from './pixel-range';
 export type { DatasetFormat, DatasetSplit, ImageDataset } from './types';
+export {
+  SHARD_FORMAT,
+  joinShards,
+  parseShardManifest,
+  splitIntoShards,
+  type ShardManifest,
+  type ShardedImages,
+} from './shards';

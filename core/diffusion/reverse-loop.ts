@@ -9,12 +9,12 @@ import type { EpsModel, SampleOptions } from './sampler';
  * `step(x, t, i)` maps x at timestep t to x at the next visited timestep (or to x_0 after the last); it runs
  * inside a tidy, so only the returned tensor survives each step.
  */
-export function runReverseProcess(
+export async function runReverseProcess(
   shape: [number, number, number, number],
   timesteps: Int32Array,
   opts: SampleOptions,
   step: (x: tf.Tensor4D, t: number, i: number) => tf.Tensor4D,
-): tf.Tensor4D {
+): Promise<tf.Tensor4D> {
   const firstSampleIndex = opts.firstSampleIndex ?? 0;
   if (opts.xT !== undefined && !tf.util.arraysEqual(opts.xT.shape, shape)) {
     throw new Error(`xT shape [${opts.xT.shape}] differs from the requested shape [${shape}]`);
@@ -36,7 +36,8 @@ export function runReverseProcess(
       if (current !== opts.xT) current.dispose();
     }
     try {
-      opts.onStep?.(i + 1, timesteps.length);
+      // Awaited, so a caller can yield the event loop (e.g. to heartbeat) during long sampling runs.
+      await opts.onStep?.(i + 1, timesteps.length);
     } catch (error) {
       x.dispose();
       throw error;

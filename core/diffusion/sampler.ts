@@ -14,7 +14,7 @@ export interface SampleOptions {
   /** Start from this x_T instead of drawing it; the caller keeps ownership of it. */
   xT?: tf.Tensor4D;
   /** Called after each denoising step with the number of steps done and the total. */
-  onStep?: (done: number, total: number) => void;
+  onStep?: (done: number, total: number) => void | Promise<void>;
 }
 
 export interface Sampler {

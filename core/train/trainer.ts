@@ -37,6 +37,11 @@ export interface TrainerOptions {
   worldSize?: number;
   /** Overrides config.train.microBatchSize, e.g. to fit a backend's memory. */
   microBatchSize?: number;
+  /**
+   * Awaited before every micro-batch: a chance to report liveness and yield the event loop during long
+   * steps, or to abort the step by throwing (the state stays at the last completed step).
+   */
+  beforeMicroBatch?: () => Promise<void>;
 }
 
 registerGradients();
@@ -107,6 +112,7 @@ export class Trainer {
     };
     let lossShare = 0;
     for (const positions of chunk(this.positions, this.microBatchSize)) {
+      await this.opts.beforeMicroBatch?.();
       const mb = buildMicroBatch(data, this.order, randomness, step, positions);
       const shape: [number, number, number, number] = [
         positions.length,

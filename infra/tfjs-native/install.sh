@@ -7,9 +7,11 @@
 # Layout (all under .cache/, gitignored, so CI can cache one folder):
 #   .cache/tfjs-native/libtensorflow-<tf>/{lib,include}   stripped TF shared libraries + the C headers
 #   .cache/tfjs-native/node-prefix/node_modules/...        tfjs-node and its npm deps, binding built there
-#   node_modules/@tensorflow/tfjs-node -> the prefix copy  so require('@tensorflow/tfjs-node') just works
+# The project's backend loader (core/backend/candidates/tensorflow.ts) loads tfjs-node from the prefix when
+# node_modules has no working copy; nothing is linked into node_modules, which stays npm's alone (a link
+# there makes later `npm install`s fail with ENOTDIR on the optional dependency).
 # Idempotent: each step is skipped when its output exists; a finished install only re-verifies and
-# re-links (~1 s). Not run by `npm install`, so a failure here can never break a plain npm install.
+# re-verifies (~1 s). Not run by `npm install`, so a failure here can never break a plain npm install.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -213,23 +215,12 @@ verify() {
   log "verified: $out"
 }
 
-# node_modules/@tensorflow/tfjs-node -> the prefix copy. Node resolves the real path, so the package's
-# own dependencies come from the prefix. A working real install there (e.g. made with internet access)
-# is kept; a broken one (npm skipped its install script, so it has no binding) is replaced.
-link_into_project() {
-  if [[ -e "$PROJECT_LINK" && ! -L "$PROJECT_LINK" ]]; then
-    if (cd "$REPO_ROOT" && TF_CPP_MIN_LOG_LEVEL=2 node -e "require('@tensorflow/tfjs-node')" >/dev/null 2>&1); then
-      log "kept the working $PROJECT_LINK (not installed by this script); remove it to use this build."
-      return 0
-    fi
-    log "replacing $PROJECT_LINK, which does not load, with this build."
-    rm -rf "$PROJECT_LINK"
-  fi
-  if [[ "$(readlink "$PROJECT_LINK" 2>/dev/null)" != "$TFJS_NODE_DIR" ]]; then
+# Earlier versions of this script linked the build into node_modules; that link breaks npm, so remove it.
+unlink_from_project() {
+  if [[ -L "$PROJECT_LINK" && "$(readlink "$PROJECT_LINK")" == "$TFJS_NODE_DIR" ]]; then
     rm -f "$PROJECT_LINK"
-    ln -s "$TFJS_NODE_DIR" "$PROJECT_LINK"
+    log "removed the old link $PROJECT_LINK (the backend loader finds the build in $CACHE_DIR)"
   fi
-  log "require('@tensorflow/tfjs-node') now resolves to $TFJS_NODE_DIR"
 }
 
 started=$SECONDS
@@ -239,5 +230,5 @@ install_prefix
 share_project_tfjs
 build_binding
 verify
-link_into_project
+unlink_from_project
 log "done in $((SECONDS - started)) s (cache: $CACHE_DIR)."

@@ -1,0 +1,4 @@
+/** The activities a trainer worker registers. */
+export { prepareDataset } from './prepare-dataset';
+export { trainSegment } from './train-segment';
+export { sampleGrid } from './sample-grid';

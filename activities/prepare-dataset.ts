@@ -1,0 +1,38 @@
+import { heartbeat } from '@temporalio/activity';
+import { loadImageDataset, parseShardManifest, splitIntoShards } from '../core/data';
+import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
+import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
+
+/**
+ * Reads the dataset source once and writes it into the store as checksummed shards under
+ * `<runId>/dataset/`, manifest last. Idempotent: a run that already has a valid manifest keeps it.
+ */
+export async function prepareDataset(input: PrepareDatasetInput): Promise<PreparedDataset> {
+  const store = storeFor(input.storeUri);
+  const manifestKey = `${input.runId}/dataset/manifest.json`;
+  try {
+    const existing = await store.tryGet(manifestKey);
+    if (existing) {
+      const m = parseShardManifest(existing, `${store.uri}/${manifestKey}`);
+      log(`dataset already prepared: ${m.count} images from ${m.source}`);
+      return { datasetKey: manifestKey, count: m.count, height: m.height, width: m.width, channels: m.channels };
+    }
+    heartbeat({ phase: 'reading', source: input.dataset });
+    const local = await localCopyOf(input.dataset);
+    try {
+      const ds = await loadImageDataset(local.path, { split: 'train' });
+      const { manifest, shards } = splitIntoShards({ ...ds, source: input.dataset });
+      for (const [name, bytes] of shards) {
+        heartbeat({ phase: 'writing', shard: name });
+        await store.put(`${input.runId}/dataset/${name}`, bytes);
+      }
+      await store.put(manifestKey, JSON.stringify(manifest, null, 2));
+      log(`dataset prepared: ${ds.count} images ${ds.height}x${ds.width}x${ds.channels} in ${shards.size} shards`);
+      return { datasetKey: manifestKey, count: ds.count, height: ds.height, width: ds.width, channels: ds.channels };
+    } finally {
+      await local.cleanup();
+    }
+  } catch (err) {
+    throw asNonRetryable(err);
+  }
+}

@@ -1,0 +1,2 @@
+/** Everything a worker bundles as workflow code. */
+export { trainingRun } from './training-run';

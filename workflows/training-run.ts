@@ -1,0 +1,192 @@
+import type { RetryPolicy } from '@temporalio/common';
+import * as wf from '@temporalio/workflow';
+import type * as activities from '../activities';
+import {
+  CarriedState,
+  NON_RETRYABLE_ERRORS,
+  RunStatus,
+  SEARCH_ATTRIBUTES,
+  TRAINER_TASK_QUEUE,
+  TrainSegmentResult,
+  TrainingRunInput,
+  TrainingRunResult,
+  pauseSignal,
+  resumeSignal,
+  statusQuery,
+} from './api';
+
+/** Keeps each execution's history small: a fresh one carries on after this many segments. */
+const SEGMENTS_PER_EXECUTION = 100;
+
+const retry: RetryPolicy = {
+  initialInterval: '1s',
+  backoffCoefficient: 2,
+  maximumInterval: '30s',
+  nonRetryableErrorTypes: NON_RETRYABLE_ERRORS,
+};
+
+/**
+ * One DDPM training run: prepare the dataset in the store, then train segment by segment (each ends in a
+ * checkpoint), sample EMA grids at their interval, and publish progress to queries, search attributes
+ * and memo. A lost trainer stops heartbeating and its segment is retried on another (or a restarted)
+ * worker from the newest valid checkpoint; determinism makes the retried run equal to an uninterrupted one.
+ */
+export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunResult> {
+  const { config, schedule, timeouts } = input;
+  const total = config.train.totalSteps;
+  const carried: CarriedState | undefined = input.carried;
+  const status: RunStatus = {
+    runId: input.runId,
+    preset: config.preset,
+    phase: 'preparing',
+    step: carried?.step ?? 0,
+    totalSteps: total,
+    loss: carried?.loss ?? null,
+    imagesPerSec: null,
+    lastCheckpointKey: carried?.lastCheckpointKey ?? null,
+    lastSampleKey: carried?.lastSampleKey ?? null,
+    storeUri: input.storeUri,
+    note: null,
+  };
+
+  const { prepareDataset, sampleGrid } = wf.proxyActivities<typeof activities>({
+    taskQueue: TRAINER_TASK_QUEUE,
+    startToCloseTimeout: '2h',
+    heartbeatTimeout: `${timeouts.heartbeatSeconds}s`,
+    retry,
+  });
+  const { trainSegment } = wf.proxyActivities<typeof activities>({
+    taskQueue: TRAINER_TASK_QUEUE,
+    startToCloseTimeout: `${timeouts.segmentHours}h`,
+    heartbeatTimeout: `${timeouts.heartbeatSeconds}s`,
+    retry,
+    // A cancelled segment (pause, cancel) writes its checkpoint before the workflow moves on.
+    cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
+
+  let paused = false;
+  let segmentScope: wf.CancellationScope | undefined;
+  wf.setHandler(statusQuery, () => status);
+  wf.setHandler(pauseSignal, () => {
+    paused = true;
+    segmentScope?.cancel();
+  });
+  wf.setHandler(resumeSignal, () => {
+    paused = false;
+  });
+
+  const publish = () => {
+    wf.upsertSearchAttributes([
+      { key: SEARCH_ATTRIBUTES.preset, value: config.preset },
+      { key: SEARCH_ATTRIBUTES.step, value: status.step },
+      { key: SEARCH_ATTRIBUTES.status, value: status.phase },
+      ...(status.loss !== null && Number.isFinite(status.loss) ? [{ key: SEARCH_ATTRIBUTES.loss, value: status.loss }] : []),
+    ]);
+    wf.upsertMemo({
+      store: input.storeUri,
+      checkpoint: status.lastCheckpointKey ? `${input.storeUri}/${status.lastCheckpointKey}` : null,
+      samples: status.lastSampleKey ? `${input.storeUri}/${status.lastSampleKey}` : null,
+    });
+  };
+
+  try {
+    publish();
+    const datasetKey =
+      carried?.datasetKey ??
+      (await prepareDataset({ runId: input.runId, storeUri: input.storeUri, dataset: input.dataset })).datasetKey;
+    const startedAt = carried?.startedAt ?? new Date(wf.workflowInfo().startTime).toISOString();
+    let segments = 0;
+    while (status.step < total) {
+      if (paused) {
+        status.phase = 'paused';
+        status.note = `paused at step ${status.step}; signal 'resume' to continue`;
+        publish();
+        await wf.condition(() => !paused);
+        status.note = null;
+      }
+      status.phase = 'training';
+      publish();
+      const every = input.schedule.checkpointEvery;
+      const targetStep = Math.min(total, (Math.floor(status.step / every) + 1) * every);
+      let result: TrainSegmentResult;
+      segmentScope = new wf.CancellationScope();
+      try {
+        result = await segmentScope.run(() =>
+          trainSegment({
+            runId: input.runId,
+            storeUri: input.storeUri,
+            datasetKey,
+            config,
+            targetStep,
+            checkpointEvery: every,
+            keepCheckpoints: schedule.keepCheckpoints,
+            backend: input.backend,
+            microBatchSize: input.microBatchSize,
+          }),
+        );
+      } catch (err) {
+        // Paused mid-segment: the trainer checkpointed before acknowledging; pick up from there.
+        if (paused && wf.isCancellation(err)) continue;
+        throw err;
+      } finally {
+        segmentScope = undefined;
+      }
+      const sampleDue =
+        Math.floor(result.step / schedule.sampleEvery) > Math.floor(status.step / schedule.sampleEvery) ||
+        result.step === total;
+      status.step = result.step;
+      status.loss = result.loss;
+      status.imagesPerSec = result.imagesPerSec;
+      status.lastCheckpointKey = result.checkpointKey;
+      if (sampleDue) {
+        status.phase = 'sampling';
+        publish();
+        const grid = await sampleGrid({
+          runId: input.runId,
+          storeUri: input.storeUri,
+          checkpointKey: result.checkpointKey,
+          count: schedule.sampleCount,
+          sampler: { kind: 'ddim', steps: schedule.sampleSteps },
+          backend: input.backend,
+        });
+        status.lastSampleKey = grid.key;
+      }
+      segments++;
+      if (status.step < total && (segments >= SEGMENTS_PER_EXECUTION || wf.workflowInfo().continueAsNewSuggested)) {
+        publish();
+        await wf.continueAsNew<typeof trainingRun>({
+          ...input,
+          carried: {
+            datasetKey,
+            step: status.step,
+            loss: status.loss,
+            lastCheckpointKey: status.lastCheckpointKey,
+            lastSampleKey: status.lastSampleKey,
+            startedAt,
+          },
+        });
+      }
+    }
+    status.phase = 'completed';
+    publish();
+    return {
+      runId: input.runId,
+      finalStep: status.step,
+      loss: status.loss,
+      checkpointKey: status.lastCheckpointKey,
+      sampleKey: status.lastSampleKey,
+    };
+  } catch (err) {
+    if (wf.isCancellation(err)) {
+      await wf.CancellationScope.nonCancellable(async () => {
+        status.phase = 'cancelled';
+        publish();
+      });
+    } else if (!(err instanceof wf.ContinueAsNew)) {
+      status.phase = 'failed';
+      status.note = err instanceof Error ? err.message : String(err);
+      publish();
+    }
+    throw err;
+  }
+}
