@@ -14,9 +14,9 @@ import {
   resolveRunConfig,
 } from './options';
 
-const program = new Command('start-run')
+const program = new Command('train')
   .description(
-    'Train a DDPM in this process: loads the dataset, resumes the run from its newest valid checkpoint if it ' +
+    'Train a DDPM in this one process, without Temporal: loads the dataset, resumes the run from its newest valid checkpoint if it ' +
       'has one, and writes checkpoints, sample grids and metrics under <store>/<run-id>/.',
   )
   .addOption(
@@ -56,7 +56,7 @@ const program = new Command('start-run')
   .option('--keep <n>', 'checkpoints to keep (older ones are deleted; latest never)', positiveInt, 3)
   .addHelpText(
     'after',
-    '\nExample:\n  npm run start-run -- --preset tiny --dataset ../shared/data/cifar-10-batches-bin --steps 300\n',
+    '\nExample:\n  npm run train -- --preset tiny --dataset ../shared/data/cifar-10-batches-bin --steps 300\n',
   );
 
 interface Options extends ConfigOverrides {
