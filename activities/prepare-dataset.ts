@@ -15,7 +15,13 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
     if (existing) {
       const m = parseShardManifest(existing, `${store.uri}/${manifestKey}`);
       log(`dataset already prepared: ${m.count} images from ${m.source}`);
-      return { datasetKey: manifestKey, count: m.count, height: m.height, width: m.width, channels: m.channels };
+      return {
+        datasetKey: manifestKey,
+        count: m.count,
+        height: m.height,
+        width: m.width,
+        channels: m.channels,
+      };
     }
     heartbeat({ phase: 'reading', source: input.dataset });
     const local = await localCopyOf(input.dataset);
@@ -27,8 +33,16 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
         await store.put(`${input.runId}/dataset/${name}`, bytes);
       }
       await store.put(manifestKey, JSON.stringify(manifest, null, 2));
-      log(`dataset prepared: ${ds.count} images ${ds.height}x${ds.width}x${ds.channels} in ${shards.size} shards`);
-      return { datasetKey: manifestKey, count: ds.count, height: ds.height, width: ds.width, channels: ds.channels };
+      log(
+        `dataset prepared: ${ds.count} images ${ds.height}x${ds.width}x${ds.channels} in ${shards.size} shards`,
+      );
+      return {
+        datasetKey: manifestKey,
+        count: ds.count,
+        height: ds.height,
+        width: ds.width,
+        channels: ds.channels,
+      };
     } finally {
       await local.cleanup();
     }

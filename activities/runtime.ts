@@ -16,6 +16,24 @@ let backend: BackendInfo | null = null;
 const stores = new Map<string, ObjectStore>();
 let datasetCache: { key: string; images: ShardedImages } | null = null;
 
+/**
+ * Awaits slow I/O (a checkpoint upload riding out an S3 outage, a dataset download) while heartbeating,
+ * so the trainer is not declared dead merely because the store is slow.
+ */
+export async function withHeartbeats<T>(
+  work: Promise<T>,
+  details: () => unknown,
+  everyMs = 2000,
+): Promise<T> {
+  const ctx = Context.current();
+  const timer = setInterval(() => ctx.heartbeat(details()), everyMs);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export function log(line: string): void {
   Context.current().log.info(line);
 }

@@ -5,7 +5,8 @@ import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import type { SegmentHeartbeat, TrainSegmentInput, TrainSegmentResult } from '../workflows/api';
-import { asNonRetryable, ensureBackend, loadPreparedDataset, log, storeFor } from './runtime';
+import { checkpointFaultHook } from './fault-injection';
+import { asNonRetryable, ensureBackend, loadPreparedDataset, log, storeFor, withHeartbeats } from './runtime';
 
 /** The state this process saved last, so the next segment of the same run skips reloading it. */
 let lastSaved: { runId: string; storeUri: string; state: TrainState } | null = null;
@@ -34,14 +35,18 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   let trainer: Trainer | null = null;
   try {
     const backend = await ensureBackend(input.backend);
-    const data = await loadPreparedDataset(store, input.datasetKey);
-    const steps = await repo.listSteps();
+    const data = await withHeartbeats(loadPreparedDataset(store, input.datasetKey), () => beat);
+    const steps = await withHeartbeats(repo.listSteps(), () => beat);
     let state: TrainState | undefined;
     const skipped: string[] = [];
-    if (lastSaved?.runId === input.runId && lastSaved.storeUri === input.storeUri && steps[0] === lastSaved.state.step) {
+    if (
+      lastSaved?.runId === input.runId &&
+      lastSaved.storeUri === input.storeUri &&
+      steps[0] === lastSaved.state.step
+    ) {
       state = lastSaved.state;
     } else if (steps.length > 0) {
-      const resume = await repo.newestValid(input.config);
+      const resume = await withHeartbeats(repo.newestValid(input.config), () => beat);
       for (const s of resume?.skipped ?? []) {
         skipped.push(`${s.step}: ${s.reason}`);
         log(`checkpoint ${s.step} skipped: ${s.reason}`);
@@ -64,7 +69,10 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       const s0 = performance.now();
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
-      checkpointKey = await repo.save(t.state, input.config, input.keepCheckpoints);
+      checkpointKey = await withHeartbeats(
+        repo.save(t.state, input.config, input.keepCheckpoints, checkpointFaultHook(t.state.step)),
+        () => beat,
+      );
       savedStep = t.state.step;
       lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
       saveSeconds += (performance.now() - s0) / 1000;

@@ -17,10 +17,18 @@ import { temporalSettings } from './temporal-config';
 
 const program = new Command('trainer-worker')
   .description('Run a DDPM trainer worker (workflows + training activities) against Temporal')
-  .addOption(new Option('--backend <name>', 'TF.js backend').choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'))
+  .addOption(
+    new Option('--backend <name>', 'TF.js backend')
+      .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
+      .default('auto'),
+  )
   .option('--no-workflows', 'poll only the trainer activity queue, not the workflow queue')
   .option('--task-queue <name>', 'activity task queue', TRAINER_TASK_QUEUE)
-  .option('--shutdown-grace <seconds>', 'how long a cancelled segment may take to checkpoint on shutdown', '120');
+  .option(
+    '--shutdown-grace <seconds>',
+    'how long a cancelled segment may take to checkpoint on shutdown',
+    '120',
+  );
 
 interface Options {
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -45,6 +53,10 @@ runCli(async () => {
       // One training segment at a time: it uses the whole accelerator (or all cores).
       maxConcurrentActivityTaskExecutions: 1,
       shutdownGraceTime: `${Number(o.shutdownGrace)}s`,
+      // Heartbeats carry live progress (step, loss, img/s) to the UI and CLI: send them every few seconds
+      // instead of the SDK's default of up to 60 s.
+      maxHeartbeatThrottleInterval: '3s',
+      defaultHeartbeatThrottleInterval: '3s',
     }),
   ];
   if (o.workflows) {
@@ -57,7 +69,9 @@ runCli(async () => {
       }),
     );
   }
-  log(`polling ${[o.taskQueue, ...(o.workflows ? [CONTROL_TASK_QUEUE] : [])].join(', ')} on ${t.address} (${t.namespace})`);
+  log(
+    `polling ${[o.taskQueue, ...(o.workflows ? [CONTROL_TASK_QUEUE] : [])].join(', ')} on ${t.address} (${t.namespace})`,
+  );
   process.stdout.write('READY\n');
   try {
     await Promise.all(workers.map((w) => w.run()));

@@ -61,7 +61,8 @@ export interface CarriedState {
   startedAt: string;
 }
 
-export type RunPhase = 'preparing' | 'training' | 'sampling' | 'paused' | 'completed' | 'cancelled' | 'failed';
+export type RunPhase =
+  'preparing' | 'training' | 'sampling' | 'paused' | 'completed' | 'cancelled' | 'failed';
 
 export interface RunStatus {
   runId: string;
@@ -158,7 +159,12 @@ export interface SampleGridResult {
 }
 
 /** Error types the workflow must not retry: the same input would fail the same way. */
-export const NON_RETRYABLE_ERRORS = ['InvalidInputError', 'DatasetError', 'CheckpointMismatchError', 'TrainingDivergedError'];
+export const NON_RETRYABLE_ERRORS = [
+  'InvalidInputError',
+  'DatasetError',
+  'CheckpointMismatchError',
+  'TrainingDivergedError',
+];
 
 // ---- search attributes (registered on the server by infra/local; see infra/README.md for clusters) ----
 

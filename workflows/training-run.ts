@@ -80,7 +80,9 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       { key: SEARCH_ATTRIBUTES.preset, value: config.preset },
       { key: SEARCH_ATTRIBUTES.step, value: status.step },
       { key: SEARCH_ATTRIBUTES.status, value: status.phase },
-      ...(status.loss !== null && Number.isFinite(status.loss) ? [{ key: SEARCH_ATTRIBUTES.loss, value: status.loss }] : []),
+      ...(status.loss !== null && Number.isFinite(status.loss)
+        ? [{ key: SEARCH_ATTRIBUTES.loss, value: status.loss }]
+        : []),
     ]);
     wf.upsertMemo({
       store: input.storeUri,
@@ -93,7 +95,8 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     publish();
     const datasetKey =
       carried?.datasetKey ??
-      (await prepareDataset({ runId: input.runId, storeUri: input.storeUri, dataset: input.dataset })).datasetKey;
+      (await prepareDataset({ runId: input.runId, storeUri: input.storeUri, dataset: input.dataset }))
+        .datasetKey;
     const startedAt = carried?.startedAt ?? new Date(wf.workflowInfo().startTime).toISOString();
     let segments = 0;
     while (status.step < total) {
@@ -152,7 +155,10 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
         status.lastSampleKey = grid.key;
       }
       segments++;
-      if (status.step < total && (segments >= SEGMENTS_PER_EXECUTION || wf.workflowInfo().continueAsNewSuggested)) {
+      if (
+        status.step < total &&
+        (segments >= SEGMENTS_PER_EXECUTION || wf.workflowInfo().continueAsNewSuggested)
+      ) {
         publish();
         await wf.continueAsNew<typeof trainingRun>({
           ...input,

@@ -56,11 +56,22 @@ export class CheckpointRepository {
     return `${this.runId}/latest`;
   }
 
-  /** Saves, then prunes to the newest `keep` checkpoints (never the one `latest` names). */
-  async save(state: TrainState, config: RunConfig, keep = Infinity): Promise<string> {
+  /**
+   * Saves, then prunes to the newest `keep` checkpoints (never the one `latest` names). `onObjectWritten`
+   * runs after each tensor object lands, before the manifest (fault-injection tests crash there).
+   */
+  async save(
+    state: TrainState,
+    config: RunConfig,
+    keep = Infinity,
+    onObjectWritten?: (key: string) => void,
+  ): Promise<string> {
     const encoded = encodeCheckpoint(state, config);
     const dir = this.keyFor(state.step);
-    for (const [name, bytes] of encoded.objects) await this.objects.put(`${dir}/${name}`, bytes);
+    for (const [name, bytes] of encoded.objects) {
+      await this.objects.put(`${dir}/${name}`, bytes);
+      onObjectWritten?.(`${dir}/${name}`);
+    }
     await this.objects.put(`${dir}/${MANIFEST_NAME}`, encoded.manifestBytes);
     await this.objects.put(this.latestKey(), dir);
     if (Number.isFinite(keep)) await this.prune(keep);
