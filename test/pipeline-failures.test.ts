@@ -8,12 +8,17 @@ import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { initBackend } from '../core/backend';
 import { CheckpointRepository } from '../core/checkpoint/repository';
-import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
-import { Trainer } from '../core/train/trainer';
 import { LocalDirStore } from '../store';
 import { pauseSignal, resumeSignal } from '../workflows/api';
-import { PipelineHarness, microConfig, sleep, writeMicroDataset } from './helpers/pipeline';
+import {
+  PipelineHarness,
+  microConfig,
+  sameBits,
+  sleep,
+  uninterruptedParams,
+  writeMicroDataset,
+} from './helpers/pipeline';
 
 jest.setTimeout(300_000);
 
@@ -24,20 +29,13 @@ let dataset: string;
 let reference: Float32Array;
 let config: RunConfig;
 
-const sameBits = (a: Float32Array, b: Float32Array) =>
-  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-
 beforeAll(async () => {
   h = await PipelineHarness.start();
   dataset = await writeMicroDataset(join(h.workdir, 'data'));
   config = microConfig(TOTAL);
   // The uninterrupted run, in this process, on the backend the trainers use.
   await initBackend('tensorflow');
-  const data = await loadImageDataset(dataset);
-  const trainer = new Trainer({ config, data });
-  while (trainer.state.step < TOTAL) await trainer.step();
-  trainer.dispose();
-  reference = trainer.state.params;
+  reference = await uninterruptedParams(config, dataset);
 });
 
 afterAll(async () => {

@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { CheckpointRepository } from '../../core/checkpoint/repository';
-import { writePngGrid } from '../../core/data';
+import { loadImageDataset, writePngGrid } from '../../core/data';
+import { Trainer } from '../../core/train/trainer';
 import type { RunConfig } from '../../core/presets';
 import { PRESETS } from '../../core/presets';
 import { Purpose, Rng } from '../../core/rng';
@@ -65,6 +66,18 @@ export async function writeMicroDataset(dir: string, count = 24): Promise<string
   }
   return dir;
 }
+
+/** Trains `config` without any orchestration, in this process, on the active backend: the reference. */
+export async function uninterruptedParams(config: RunConfig, dataset: string): Promise<Float32Array> {
+  const data = await loadImageDataset(dataset);
+  const trainer = new Trainer({ config, data });
+  while (trainer.state.step < config.train.totalSteps) await trainer.step();
+  trainer.dispose();
+  return trainer.state.params;
+}
+
+export const sameBits = (a: Float32Array, b: Float32Array) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 export class TrainerProcess {
   readonly output: string[] = [];
