@@ -6,6 +6,8 @@ module.exports = {
   transform: { '^.+\\.ts$': ['@swc/jest'] },
   // Numerical tests on a 2-core machine are slow; each file sets tighter limits where it can.
   testTimeout: 120000,
-  maxWorkers: 2,
+  // The pipeline tests time real processes (heartbeat timeouts, kills); on CI's 2 cores one file at a
+  // time keeps a busy neighbour from starving a trainer's heartbeats.
+  maxWorkers: process.env.CI ? 1 : 2,
   setupFiles: ['<rootDir>/test/setup-tf.ts'],
 };

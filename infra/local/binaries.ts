@@ -1,8 +1,11 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 
-/** Where infra/install-tools.sh puts the binaries it builds (gitignored, cached by CI). */
-export const TOOLS_BIN_DIR = path.resolve(__dirname, '..', '..', '.cache', 'bin');
+/** Where infra/install-tools.sh puts its builds: $DDPM_TOOLS_CACHE/bin, by default <repo>/.cache/bin. */
+export const TOOLS_BIN_DIR = path.join(
+  process.env.DDPM_TOOLS_CACHE ?? path.resolve(__dirname, '..', '..', '.cache'),
+  'bin',
+);
 
 export type ToolName = 'temporal' | 'versitygw';
 
