@@ -14,13 +14,28 @@ jest.setTimeout(240_000);
 
 const config: RunConfig = {
   preset: 'test-grad',
-  model: { imageSize: 8, inChannels: 3, ch: 8, chMult: [1, 2], numResBlocks: 1, attnResolutions: [4], dropout: 0.1, groups: 4 },
+  model: {
+    imageSize: 8,
+    inChannels: 3,
+    ch: 8,
+    chMult: [1, 2],
+    numResBlocks: 1,
+    attnResolutions: [4],
+    dropout: 0.1,
+    groups: 4,
+  },
   diffusion: { ...PRESETS.tiny.diffusion, timesteps: 100 },
   train: { ...PRESETS.tiny.train, seed: 3, batchSize: 4, microBatchSize: 2 },
 };
 
 const rng = new Rng([9, Purpose.Evaluation]);
-const data = { count: 8, height: 8, width: 8, channels: 3, pixels: Uint8Array.from({ length: 8 * 8 * 8 * 3 }, () => rng.int(256)) };
+const data = {
+  count: 8,
+  height: 8,
+  width: 8,
+  channels: 3,
+  pixels: Uint8Array.from({ length: 8 * 8 * 8 * 3 }, () => rng.int(256)),
+};
 
 async function gradientsOn(backend: BackendName): Promise<Float32Array> {
   await initBackend(backend);
@@ -43,27 +58,32 @@ beforeAll(async () => {
 /** Backends other than cpu that start here; each must be checked (a failing start is not hidden). */
 const candidates = PREFERENCE_ORDER.filter((b) => b !== 'cpu');
 
-test.each(candidates)('%s: loss and all parameter gradients match the cpu backend (or it cannot start here)', async (name) => {
-  let grads: Float32Array;
-  try {
-    grads = await gradientsOn(name);
-  } catch (e) {
-    // Only "cannot start" is acceptable, and only for backends that need hardware or a build this machine lacks.
-    expect((e as Error).message).toMatch(new RegExp(`^backend '${name}' cannot start: `));
-    expect(['webgpu', 'tensorflow']).toContain(name);
-    return;
-  }
-  const lossIndex = reference.length - 1;
-  expect(Math.abs(grads[lossIndex] - reference[lossIndex])).toBeLessThan(1e-5 * Math.abs(reference[lossIndex]) + 1e-7);
-  let maxRef = 0;
-  let maxDiff = 0;
-  for (let i = 0; i < lossIndex; i++) {
-    maxRef = Math.max(maxRef, Math.abs(reference[i]));
-    maxDiff = Math.max(maxDiff, Math.abs(grads[i] - reference[i]));
-  }
-  expect(maxRef).toBeGreaterThan(1e-3);
-  expect(maxDiff / maxRef).toBeLessThan(1e-4);
-});
+test.each(candidates)(
+  '%s: loss and all parameter gradients match the cpu backend (or it cannot start here)',
+  async (name) => {
+    let grads: Float32Array;
+    try {
+      grads = await gradientsOn(name);
+    } catch (e) {
+      // Only "cannot start" is acceptable, and only for backends that need hardware or a build this machine lacks.
+      expect((e as Error).message).toMatch(new RegExp(`^backend '${name}' cannot start: `));
+      expect(['webgpu', 'tensorflow']).toContain(name);
+      return;
+    }
+    const lossIndex = reference.length - 1;
+    expect(Math.abs(grads[lossIndex] - reference[lossIndex])).toBeLessThan(
+      1e-5 * Math.abs(reference[lossIndex]) + 1e-7,
+    );
+    let maxRef = 0;
+    let maxDiff = 0;
+    for (let i = 0; i < lossIndex; i++) {
+      maxRef = Math.max(maxRef, Math.abs(reference[i]));
+      maxDiff = Math.max(maxDiff, Math.abs(grads[i] - reference[i]));
+    }
+    expect(maxRef).toBeGreaterThan(1e-3);
+    expect(maxDiff / maxRef).toBeLessThan(1e-4);
+  },
+);
 
 test('the native backend is among those checked when it is installed (npm test installs it)', async () => {
   if (process.env.DDPM_NO_NATIVE === '1') return;

@@ -44,7 +44,10 @@ export function splitIntoShards(
     entries.push({ name, count, sha256: sha256(bytes) });
   }
   const { source, count, height, width, channels } = ds;
-  return { manifest: { format: SHARD_FORMAT, version: 1, source, count, height, width, channels, shards: entries }, shards };
+  return {
+    manifest: { format: SHARD_FORMAT, version: 1, source, count, height, width, channels, shards: entries },
+    shards,
+  };
 }
 
 export function parseShardManifest(bytes: Uint8Array, where: string): ShardManifest {
