@@ -55,13 +55,14 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       if (resume) log(`resuming from ${store.uri}/${resume.key}`);
     }
     const resumedFromStep = state?.step ?? 0;
-    if (resumedFromStep > input.targetStep) {
-      throw ApplicationFailure.nonRetryable(
-        `run ${input.runId} is already at step ${resumedFromStep}, past this segment's target ${input.targetStep}`,
-        'InvalidInputError',
-      );
-    }
-
+    // A fresh execution of an older run (restarted after failure or cancel) may find the store ahead of
+    // the step its workflow believes in: carry on to the next checkpoint boundary from there.
+    const every = input.checkpointEvery;
+    const targetStep =
+      resumedFromStep < input.targetStep
+        ? input.targetStep
+        : Math.min(input.config.train.totalSteps, (Math.floor(resumedFromStep / every) + 1) * every);
+    beat.targetStep = targetStep;
     let savedStep = resumedFromStep;
     let checkpointKey = steps.length > 0 ? repo.keyFor(resumedFromStep) : '';
     let saveSeconds = 0;
@@ -97,14 +98,14 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     let images = 0;
     let loss = NaN;
     try {
-      while (trainer.state.step < input.targetStep) {
+      while (trainer.state.step < targetStep) {
         const r = await trainer.step();
         trainSeconds += r.seconds;
         images += r.images;
         loss = r.loss;
         Object.assign(beat, { step: r.step, loss: r.loss, imagesPerSec: images / trainSeconds });
         ctx.heartbeat(beat);
-        if (r.step % input.checkpointEvery === 0 || r.step === input.targetStep) await save(trainer);
+        if (r.step % every === 0 || r.step === targetStep) await save(trainer);
       }
     } catch (err) {
       if (err instanceof CancelledFailure && trainer.state.step > savedStep) {

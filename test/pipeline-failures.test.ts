@@ -151,7 +151,7 @@ test('a Temporal server restart (same database) mid-run does not stop the run', 
   await trainer.kill('SIGTERM');
 });
 
-test('cancel stops the run with a consistent checkpoint and marks it cancelled', async () => {
+test('cancel stops the run with a consistent checkpoint and marks it cancelled; restarting it finishes the run', async () => {
   const runId = 'cancelled-run';
   const storeDir = join(h.workdir, 'store-cancel');
   const store = new LocalDirStore(storeDir);
@@ -169,5 +169,16 @@ test('cancel stops the run with a consistent checkpoint and marks it cancelled',
   const described = await handle.describe();
   expect(described.status.name).toBe('CANCELLED');
   expect(described.searchAttributes.DdpmStatus).toEqual(['cancelled']);
+
+  // Started again with the very same input, the run picks up from its newest checkpoint and finishes
+  // with the uninterrupted weights.
+  const again = await h.client.workflow.start('trainingRun', {
+    workflowId: runId,
+    taskQueue: 'ddpm-control',
+    args: [h.input(runId, storeDir, dataset, config, EVERY)],
+  });
+  const result = await again.result();
+  expect(result.finalStep).toBe(TOTAL);
+  expect(sameBits(await h.finalParams(storeDir, runId, TOTAL), reference)).toBe(true);
   await trainer.kill('SIGTERM');
 });

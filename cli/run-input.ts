@@ -1,0 +1,97 @@
+import path from 'node:path';
+import { InvalidArgumentError } from 'commander';
+import { z } from 'zod';
+import { RunConfigSchema } from '../core/presets';
+import type { TrainingRunInput } from '../workflows/api';
+import { RunIdSchema } from './options';
+
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+
+const positiveInt = z.number().int().positive();
+
+const CarriedStateSchema = z
+  .object({
+    datasetKey: z.string().min(1),
+    step: z.number().int().min(0),
+    loss: z.number().nullable(),
+    lastCheckpointKey: z.string().nullable(),
+    lastSampleKey: z.string().nullable(),
+    startedAt: z.string(),
+  })
+  .strict();
+
+/** Where artifacts may go: workers on other machines must find the same place, so no relative paths. */
+function isStoreUri(uri: string): boolean {
+  return /^s3:\/\/[^/]+/.test(uri) || uri.startsWith('file:///') || path.isAbsolute(uri);
+}
+
+/** The workflow input as a whole, validated before anything starts (errors name the field). */
+export const TrainingRunInputSchema = z
+  .object({
+    runId: RunIdSchema,
+    storeUri: z
+      .string()
+      .refine(isStoreUri, 'expected s3://bucket/prefix, file:///absolute/dir or an absolute directory path'),
+    dataset: z.string().min(1, 'expected a dataset path or s3:// URI'),
+    config: RunConfigSchema,
+    schedule: z
+      .object({
+        checkpointEvery: positiveInt,
+        sampleEvery: positiveInt,
+        sampleCount: positiveInt,
+        sampleSteps: positiveInt,
+        keepCheckpoints: positiveInt,
+      })
+      .strict(),
+    timeouts: z
+      .object({
+        heartbeatSeconds: positiveInt,
+        segmentHours: z.number().positive(),
+      })
+      .strict(),
+    backend: z.enum(BACKENDS),
+    microBatchSize: positiveInt.optional(),
+    carried: CarriedStateSchema.optional(),
+  })
+  .strict()
+  .superRefine((input, ctx) => {
+    if (input.schedule.sampleSteps > input.config.diffusion.timesteps) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['schedule', 'sampleSteps'],
+        message: `at most the diffusion timesteps (${input.config.diffusion.timesteps})`,
+      });
+    }
+  });
+
+// Compile-time guard: the schema and the workflow contract must not drift apart.
+const _conforms: (parsed: z.infer<typeof TrainingRunInputSchema>) => TrainingRunInput = (parsed) => parsed;
+void _conforms;
+
+/** Validates a run input; the error names the first offending field, e.g. `schedule.checkpointEvery`. */
+export function parseRunInput(value: unknown): TrainingRunInput {
+  const parsed = TrainingRunInputSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`invalid run input: ${issue.path.join('.')}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** A store option as the payload needs it: URIs untouched, local paths made absolute. */
+export function absoluteStoreUri(store: string): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) return store;
+  return path.resolve(store);
+}
+
+/** Joins a store URI and an object key for display (`/abs/runs` + `run/latest`). */
+export function objectUri(storeUri: string, key: string): string {
+  return `${storeUri.replace(/\/+$/, '')}/${key}`;
+}
+
+/** commander parser for --run-id: the same rule as the workflow input, reported against the option. */
+export function runIdOption(value: string): string {
+  const parsed = RunIdSchema.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0].message);
+  return parsed.data;
+}

@@ -1,0 +1,200 @@
+/**
+ * Starts a training run on Temporal (or re-attaches to it) and shows its progress.
+ *
+ *   npm run start-run -- --preset cifar10 [--dataset PATH|s3://...] [--store DIR|s3://...] [--run-id ID]
+ */
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { detectFormat } from '../core/data/detect-format';
+import { presetNames } from '../core/presets';
+import type { TrainingRunInput, TrainingRunResult } from '../workflows/api';
+import { findDefaultDataset } from './default-dataset';
+import { UsageError, runCli } from './errors';
+import { ConfigOverrides, defaultRunId, nonNegativeInt, positiveInt, resolveRunConfig } from './options';
+import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
+import { BACKENDS, absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
+import { resultLines } from './run-report';
+import { openTemporalSession } from './temporal-session';
+import { watchRun } from './watch-run';
+
+const positiveNumber = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`expected a positive number, got '${value}'`);
+  return n;
+};
+
+const program = new Command('start-run')
+  .description(
+    'Start a DDPM training run on Temporal, or re-attach to it, and show its progress. With no Temporal address ' +
+      'configured (TEMPORAL_ADDRESS / profile), it first brings up the local stack: a Temporal dev server and a ' +
+      'trainer worker, both left running in the background. Ctrl-C stops watching; the run carries on.',
+  )
+  .addOption(
+    new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
+  )
+  .option(
+    '--dataset <path>',
+    'CIFAR-10 binary dir or .tar.gz, MNIST IDX dir, PNG dir, or s3://bucket/key (default: looked up in ' +
+      '$DDPM_DATA_DIR, ./data, ../shared/data)',
+  )
+  .option(
+    '--store <uri>',
+    'where run artifacts go: a directory (made absolute) or s3://bucket/prefix',
+    'runs',
+  )
+  .option('--run-id <id>', 'run to start or re-attach to (default: <preset>-<timestamp>)', runIdOption)
+  .addOption(
+    new Option('--backend <name>', 'TF.js backend of the trainers').choices(BACKENDS).default('auto'),
+  )
+  .option('--steps <n>', 'total optimizer steps (overrides the preset)', positiveInt)
+  .option('--batch <n>', 'global batch size (overrides the preset)', positiveInt)
+  .option(
+    '--micro-batch <n>',
+    'images per forward/backward pass; the batch is accumulated over these',
+    positiveInt,
+  )
+  .option(
+    '--seed <n>',
+    'run seed: data order, timesteps, noise, dropout and init derive from it',
+    nonNegativeInt,
+  )
+  .option('--lr <x>', 'peak learning rate (overrides the preset)', parseFloat)
+  .option(
+    '--checkpoint-every <n>',
+    'steps between checkpoints (default: a tenth of the run, at most 5000)',
+    positiveInt,
+  )
+  .option('--sample-every <n>', 'steps between EMA sample grids (default: as checkpoints)', positiveInt)
+  .option('--samples <n>', 'images per sample grid', positiveInt, 64)
+  .option('--sample-steps <n>', 'DDIM steps for the sample grids', positiveInt, 50)
+  .option('--keep <n>', 'checkpoints to keep (older ones are deleted; latest never)', positiveInt, 3)
+  .option(
+    '--heartbeat-timeout <seconds>',
+    'a trainer silent this long is presumed dead and its segment retried (must exceed the slowest micro-batch)',
+    positiveInt,
+    120,
+  )
+  .option('--segment-hours <h>', 'upper bound for one training segment', positiveNumber, 24)
+  .option('--detach', 'start (or find) the run and return at once, without watching')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run start-run -- --preset cifar10 --dataset ./data/cifar-10-batches-bin
+  npm run start-run -- --preset tiny --steps 300 --run-id smoke --detach
+  npm run start-run -- --preset cifar10 --run-id cifar10-20250101-120000   # re-attach
+
+Environment:
+  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE
+                           use this Temporal service instead of the local stack
+  DDPM_LOCAL_TEMPORAL_PORT, DDPM_LOCAL_UI_PORT, DDPM_LOCAL_STACK_DIR
+                           local stack ports (7233, 8233) and state dir (.cache/local-stack)
+  AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_PROFILE, AWS_ACCESS_KEY_ID, ...   for s3:// stores and datasets
+`,
+  );
+
+interface Options extends ConfigOverrides {
+  preset: string;
+  dataset?: string;
+  store: string;
+  runId?: string;
+  backend: TrainingRunInput['backend'];
+  checkpointEvery?: number;
+  sampleEvery?: number;
+  samples: number;
+  sampleSteps: number;
+  keep: number;
+  heartbeatTimeout: number;
+  segmentHours: number;
+  detach?: boolean;
+}
+
+/** The whole workflow input from the command line, validated before anything starts. */
+async function runInputFrom(o: Options): Promise<TrainingRunInput> {
+  const config = resolveRunConfig(o.preset, o);
+  let dataset = o.dataset ?? findDefaultDataset(config);
+  if (!dataset.startsWith('s3://')) {
+    // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
+    dataset = path.resolve(dataset);
+    try {
+      await detectFormat(dataset);
+    } catch (err) {
+      throw new UsageError(`dataset ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  const checkpointEvery =
+    o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
+  return parseRunInput({
+    runId: o.runId ?? defaultRunId(o.preset),
+    storeUri: absoluteStoreUri(o.store),
+    dataset,
+    config,
+    schedule: {
+      checkpointEvery,
+      sampleEvery: o.sampleEvery ?? checkpointEvery,
+      sampleCount: o.samples,
+      sampleSteps: o.sampleSteps,
+      keepCheckpoints: o.keep,
+    },
+    timeouts: { heartbeatSeconds: o.heartbeatTimeout, segmentHours: o.segmentHours },
+    backend: o.backend,
+    ...(o.microBatch !== undefined ? { microBatchSize: o.microBatch } : {}),
+  });
+}
+
+runCli(async () => {
+  const o = program.parse().opts<Options>();
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const say = (line: string) => process.stdout.write(`${line}\n`);
+  let input = await runInputFrom(o);
+  const { runId } = input;
+
+  const session = await openTemporalSession(log);
+  const existing = await describeRun(session.client, runId);
+  const state = existing ? stateName(existing) : 'none';
+  // A run keeps the store it started with, whatever --store says now.
+  const storeUri = (existing?.memo?.store as string | undefined) ?? input.storeUri;
+  if (state === 'completed') {
+    const result = (await session.client.workflow.getHandle(runId).result()) as TrainingRunResult;
+    for (const line of resultLines(result, storeUri)) say(line);
+    return;
+  }
+  await session.ensureWorker(input.backend);
+  if (state === 'running') {
+    log(`run ${runId} is already running: re-attaching (the options given now do not change it)`);
+  } else {
+    if (state !== 'none') {
+      log(`run ${runId} ended ${state}; starting it again from its newest checkpoint`);
+      input = await withStoreResumePoint(input, log);
+    }
+    const started = await startRunExecution(session.client, input);
+    log(
+      started === 'started'
+        ? `started run ${runId}`
+        : `run ${runId} was just started elsewhere: re-attaching`,
+    );
+  }
+  say(`run: ${runId}`);
+  say(`view: ${session.whereToSee(runId)}`);
+  if (o.detach) {
+    say(`follow it with: npm run status -- --run-id ${runId} --watch`);
+    return;
+  }
+
+  const outcome = await watchRun(session.client, runId, {
+    log,
+    keepWorker: () => session.ensureWorker(input.backend, { recheck: true }),
+  });
+  if (outcome.state === 'detached') {
+    say(`detached: run ${runId} keeps running. Watch it again with:`);
+    say(`  npm run status -- --run-id ${runId} --watch`);
+    say(
+      `  npm run start-run -- --preset ${input.config.preset} --dataset ${input.dataset} --run-id ${runId}`,
+    );
+    return;
+  }
+  if (outcome.state !== 'completed') {
+    throw new Error(`run ${runId} ${outcome.state}: ${outcome.message}`);
+  }
+  for (const line of resultLines(outcome.result, storeUri)) say(line);
+});

@@ -1,0 +1,287 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { MissingToolError, resolveTool } from './binaries';
+import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
+import { registerSearchAttributes } from './register-search-attributes';
+import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
+import { trainerQueuePollers } from './trainer-pollers';
+import { sleep, waitUntil } from './wait';
+
+/**
+ * The local stack the CLI brings up when no Temporal address is configured: a Temporal dev server on a
+ * SQLite file and a trainer worker, both detached daemons with pid and log files in one state dir, so a
+ * run keeps going after the command that started it exits (or is killed).
+ */
+
+const REPO_ROOT = path.resolve(__dirname, '..', '..');
+const HOST = '127.0.0.1';
+const SERVER = { name: 'temporal', marker: 'start-dev' };
+const WORKER = { name: 'worker', marker: 'trainer-worker' };
+
+export type WorkerBackend = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+
+export interface LocalStackSettings {
+  /** Holds temporal.db, the pid and log files (DDPM_LOCAL_STACK_DIR; default <repo>/.cache/local-stack). */
+  stateDir: string;
+  /** Frontend gRPC port (DDPM_LOCAL_TEMPORAL_PORT; default 7233). */
+  port: number;
+  /** Web UI port (DDPM_LOCAL_UI_PORT; default 8233). */
+  uiPort: number;
+  namespace: string;
+}
+
+export interface LocalServer {
+  address: string;
+  namespace: string;
+  uiUrl: string;
+  /** False when a server was already running (ours from an earlier command, or someone else's). */
+  startedNow: boolean;
+}
+
+type Log = (line: string) => void;
+
+function envPort(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new Error(`${name}: expected a port 1-65535, got '${raw}'`);
+  return n;
+}
+
+export function localStackSettings(env: NodeJS.ProcessEnv = process.env): LocalStackSettings {
+  return {
+    stateDir: path.resolve(env.DDPM_LOCAL_STACK_DIR || path.join(REPO_ROOT, '.cache', 'local-stack')),
+    port: envPort(env, 'DDPM_LOCAL_TEMPORAL_PORT', 7233),
+    uiPort: envPort(env, 'DDPM_LOCAL_UI_PORT', 8233),
+    namespace: 'default',
+  };
+}
+
+export function localAddress(settings: LocalStackSettings): string {
+  return `${HOST}:${settings.port}`;
+}
+
+/** Starts the dev server unless one answers already; registers the search attributes either way. */
+export async function ensureLocalServer(settings: LocalStackSettings, log: Log): Promise<LocalServer> {
+  mkdirSync(settings.stateDir, { recursive: true });
+  return withStackLock(settings.stateDir, () => ensureServerLocked(settings, log));
+}
+
+/**
+ * Makes sure some worker polls both the workflow and the trainer queue; spawns a detached one when none
+ * does (or waits for ours if it is still starting). Resolves once one polls, or warns after a while;
+ * with `readyTimeoutMs` 0 it returns at once (a periodic check that only replaces a dead worker).
+ */
+export async function ensureLocalWorker(
+  settings: LocalStackSettings,
+  server: LocalServer,
+  backend: WorkerBackend,
+  log: Log,
+  readyTimeoutMs = 180_000,
+): Promise<void> {
+  await withStackLock(settings.stateDir, async () => {
+    const connection = await Connection.connect({ address: server.address, connectTimeout: 5_000 });
+    try {
+      const polled = async () => {
+        const p = await trainerQueuePollers(connection, server.namespace);
+        return p.control > 0 && p.trainer > 0;
+      };
+      if (await polled()) return;
+      let worker = runningDaemon(settings.stateDir, WORKER.name, WORKER.marker);
+      if (worker) {
+        if (readyTimeoutMs === 0) return;
+        log(`waiting for the local trainer worker (pid ${worker.pid}) to start polling`);
+      } else {
+        worker = startDaemon({
+          ...WORKER,
+          command: path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
+          args: [path.join(REPO_ROOT, 'workers', 'trainer-worker.ts'), '--backend', backend],
+          cwd: REPO_ROOT,
+          env: { ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace },
+          stateDir: settings.stateDir,
+        });
+        log(`started a trainer worker (pid ${worker.pid}, backend ${backend}, log ${worker.logFile})`);
+      }
+      const started = worker;
+      if (readyTimeoutMs === 0) return;
+      try {
+        await waitUntil('trainer worker', polled, {
+          timeoutMs: readyTimeoutMs,
+          intervalMs: 500,
+          giveUp: () => (processAlive(started.pid) ? undefined : `exited: ${logTail(started.logFile, 3)}`),
+        });
+      } catch (err) {
+        if (!processAlive(started.pid)) throw err;
+        log(`the trainer worker is not polling yet (see ${started.logFile}); the run starts once it does`);
+      }
+    } finally {
+      await connection.close();
+    }
+  });
+}
+
+export interface StoppedDaemon {
+  name: string;
+  pid: number;
+  how: 'stopped' | 'killed';
+}
+
+/** Stops the local daemons, workers first (they checkpoint through the server), then the server. */
+export async function stopLocalStack(
+  settings: LocalStackSettings,
+  timeoutMs: number,
+): Promise<StoppedDaemon[]> {
+  const names = daemonNames(settings.stateDir);
+  const workers = names.filter((n) => n.startsWith(WORKER.name));
+  const stopped: StoppedDaemon[] = [];
+  for (const [group, marker] of [
+    [workers, WORKER.marker],
+    [names.filter((n) => n === SERVER.name), SERVER.marker],
+  ] as const) {
+    const running = group
+      .map((name) => runningDaemon(settings.stateDir, name, marker))
+      .filter((d): d is Daemon => d !== null);
+    const results = await Promise.all(running.map((d) => stopDaemon(d, timeoutMs)));
+    running.forEach((d, i) => stopped.push({ name: d.name, pid: d.pid, how: results[i] }));
+  }
+  return stopped;
+}
+
+/** Pids of the local daemons that are running now (for status lines and tests). */
+export function localDaemonPids(settings: LocalStackSettings): Record<string, number> {
+  const pids: Record<string, number> = {};
+  for (const name of daemonNames(settings.stateDir)) {
+    const marker = name === SERVER.name ? SERVER.marker : WORKER.marker;
+    const d = runningDaemon(settings.stateDir, name, marker);
+    if (d) pids[name] = d.pid;
+  }
+  return pids;
+}
+
+async function ensureServerLocked(settings: LocalStackSettings, log: Log): Promise<LocalServer> {
+  const address = localAddress(settings);
+  const server: LocalServer = {
+    address,
+    namespace: settings.namespace,
+    uiUrl: `http://localhost:${settings.uiPort}`,
+    startedNow: false,
+  };
+  const stateFile = path.join(settings.stateDir, 'stack.json');
+  const ours = runningDaemon(settings.stateDir, SERVER.name, SERVER.marker);
+  if (ours) {
+    const recorded = existsSync(stateFile)
+      ? (JSON.parse(readFileSync(stateFile, 'utf8')) as { port?: number })
+      : {};
+    if (recorded.port !== undefined && recorded.port !== settings.port) {
+      throw new Error(
+        `the local Temporal server of ${settings.stateDir} runs on port ${recorded.port}, not ${settings.port}: ` +
+          `stop it with 'npm run stop-local' or set DDPM_LOCAL_TEMPORAL_PORT=${recorded.port}`,
+      );
+    }
+    await waitForServer(server, ours);
+  } else if (await answers(server)) {
+    log(`using the Temporal server already listening on ${address}`);
+  } else {
+    let binary: string;
+    try {
+      binary = resolveTool('temporal');
+    } catch (err) {
+      if (!(err instanceof MissingToolError)) throw err;
+      throw new Error(
+        `the local stack needs the Temporal CLI: ${err.message}; or set TEMPORAL_ADDRESS to use a running server`,
+      );
+    }
+    const daemon = startDaemon({
+      ...SERVER,
+      command: binary,
+      args: devServerArgs(settings),
+      stateDir: settings.stateDir,
+    });
+    writeFileSync(stateFile, JSON.stringify({ port: settings.port, uiPort: settings.uiPort }) + '\n');
+    log(`started a Temporal dev server on ${address} (pid ${daemon.pid}, state in ${settings.stateDir})`);
+    await waitForServer(server, daemon);
+    server.startedNow = true;
+  }
+  await withConnection(address, (c) => registerSearchAttributes(c, settings.namespace));
+  return server;
+}
+
+function devServerArgs(settings: LocalStackSettings): string[] {
+  const args = ['server', 'start-dev', '--db-filename', path.join(settings.stateDir, 'temporal.db')];
+  args.push('--ip', HOST, '--port', String(settings.port), '--ui-port', String(settings.uiPort));
+  args.push('--log-level', 'warn');
+  if (settings.namespace !== 'default') args.push('--namespace', settings.namespace);
+  for (const [name, type] of Object.entries(DDPM_SEARCH_ATTRIBUTES)) {
+    args.push('--search-attribute', `${name}=${CLI_TYPE_NAMES[type]}`);
+  }
+  return args;
+}
+
+async function answers(server: LocalServer): Promise<boolean> {
+  try {
+    await withConnection(server.address, (c) =>
+      c.workflowService.describeNamespace({ namespace: server.namespace }),
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitForServer(server: LocalServer, daemon: Daemon): Promise<void> {
+  await waitUntil(`Temporal dev server on ${server.address}`, () => answers(server), {
+    timeoutMs: 60_000,
+    intervalMs: 250,
+    giveUp: () => (processAlive(daemon.pid) ? undefined : `exited: ${logTail(daemon.logFile, 3)}`),
+  });
+}
+
+async function withConnection<T>(address: string, use: (c: Connection) => Promise<T>): Promise<T> {
+  const connection = await Connection.connect({ address, connectTimeout: 2_000 });
+  try {
+    return await use(connection);
+  } finally {
+    await connection.close();
+  }
+}
+
+/**
+ * One command at a time sets the stack up, so two concurrent start-runs cannot spawn two servers or
+ * workers. A lock left by a dead process is taken over.
+ */
+async function withStackLock<T>(stateDir: string, fn: () => Promise<T>): Promise<T> {
+  const lockFile = path.join(stateDir, 'stack.lock');
+  const deadline = Date.now() + 5 * 60_000;
+  while (true) {
+    try {
+      writeFileSync(lockFile, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let text: string;
+      let ageMs: number;
+      try {
+        text = readFileSync(lockFile, 'utf8').trim();
+        ageMs = Date.now() - statSync(lockFile).mtimeMs;
+      } catch {
+        continue; // released meanwhile
+      }
+      const holder = Number(text);
+      // An empty file is a lock being written right now, unless it has been empty for a while.
+      const abandoned = text === '' ? ageMs > 10_000 : !processAlive(holder);
+      if (abandoned) {
+        rmSync(lockFile, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`another command (pid ${holder}) holds ${lockFile}`);
+      await sleep(200);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lockFile, { force: true });
+  }
+}
