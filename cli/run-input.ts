@@ -41,6 +41,7 @@ export const TrainingRunInputSchema = z
         sampleCount: positiveInt,
         sampleSteps: positiveInt,
         keepCheckpoints: positiveInt,
+        segmentsPerExecution: positiveInt.optional(),
       })
       .strict(),
     timeouts: z

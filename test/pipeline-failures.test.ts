@@ -182,3 +182,24 @@ test('cancel stops the run with a consistent checkpoint and marks it cancelled; 
   expect(sameBits(await h.finalParams(storeDir, runId, TOTAL), reference)).toBe(true);
   await trainer.kill('SIGTERM');
 });
+
+test('a run continues as new every few segments and still ends with the uninterrupted weights', async () => {
+  const runId = 'continue-as-new';
+  const storeDir = join(h.workdir, 'store-can');
+  const trainer = h.spawnTrainer();
+  await trainer.ready();
+  const input = h.input(runId, storeDir, dataset, config, EVERY / 2);
+  input.schedule.segmentsPerExecution = 2;
+  const handle = await h.startRun(input);
+  const result = await handle.result();
+  expect(result.finalStep).toBe(TOTAL);
+  // 6 segments at 2 per execution: the first execution and two continuations.
+  const executions = await h.waitFor('visibility to list all three executions', async () => {
+    const found = [];
+    for await (const e of h.client.workflow.list({ query: `WorkflowId = '${runId}'` })) found.push(e);
+    return found.length >= 3 ? found : null;
+  });
+  expect(executions.length).toBe(3);
+  expect(sameBits(await h.finalParams(storeDir, runId, TOTAL), reference)).toBe(true);
+  await trainer.kill('SIGTERM');
+});

@@ -25,6 +25,8 @@ export interface RunSchedule {
   sampleSteps: number;
   /** Checkpoints kept in the store (the one `latest` names is never deleted). */
   keepCheckpoints: number;
+  /** Segments per workflow execution before it continues as new (keeps histories small); default 100. */
+  segmentsPerExecution?: number;
 }
 
 export interface Timeouts {

@@ -16,7 +16,7 @@ import {
 } from './api';
 
 /** Keeps each execution's history small: a fresh one carries on after this many segments. */
-const SEGMENTS_PER_EXECUTION = 100;
+const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
 
 const retry: RetryPolicy = {
   initialInterval: '1s',
@@ -155,10 +155,8 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
         status.lastSampleKey = grid.key;
       }
       segments++;
-      if (
-        status.step < total &&
-        (segments >= SEGMENTS_PER_EXECUTION || wf.workflowInfo().continueAsNewSuggested)
-      ) {
+      const perExecution = schedule.segmentsPerExecution ?? DEFAULT_SEGMENTS_PER_EXECUTION;
+      if (status.step < total && (segments >= perExecution || wf.workflowInfo().continueAsNewSuggested)) {
         publish();
         await wf.continueAsNew<typeof trainingRun>({
           ...input,
