@@ -64,7 +64,11 @@ const program = new Command('start-run')
     'steps between checkpoints (default: a tenth of the run, at most 5000)',
     positiveInt,
   )
-  .option('--sample-every <n>', 'steps between EMA sample grids (default: as checkpoints)', positiveInt)
+  .option(
+    '--sample-every <n>',
+    'steps between EMA sample grids (default: about a quarter of the run, a multiple of --checkpoint-every)',
+    positiveInt,
+  )
   .option('--samples <n>', 'images per sample grid', positiveInt, 64)
   .option('--sample-steps <n>', 'DDIM steps for the sample grids', positiveInt, 50)
   .option('--keep <n>', 'checkpoints to keep (older ones are deleted; latest never)', positiveInt, 3)
@@ -131,7 +135,10 @@ async function runInputFrom(o: Options): Promise<TrainingRunInput> {
     config,
     schedule: {
       checkpointEvery,
-      sampleEvery: o.sampleEvery ?? checkpointEvery,
+      // A 64-image grid costs about as much as a few dozen training steps: about four grids per run.
+      sampleEvery:
+        o.sampleEvery ??
+        checkpointEvery * Math.max(1, Math.round(config.train.totalSteps / 4 / checkpointEvery)),
       sampleCount: o.samples,
       sampleSteps: o.sampleSteps,
       keepCheckpoints: o.keep,
