@@ -5,28 +5,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { PREFERENCE_ORDER, initBackend } from '../core/backend';
 import type { BackendName } from '../core/backend';
-import type { RunConfig } from '../core/presets';
-import { PRESETS } from '../core/presets';
 import { Purpose, Rng } from '../core/rng';
 import { Trainer } from '../core/train/trainer';
+import { microConfig } from './helpers/micro-config';
 
 jest.setTimeout(240_000);
 
-const config: RunConfig = {
-  preset: 'test-grad',
-  model: {
-    imageSize: 8,
-    inChannels: 3,
-    ch: 8,
-    chMult: [1, 2],
-    numResBlocks: 1,
-    attnResolutions: [4],
-    dropout: 0.1,
-    groups: 4,
-  },
-  diffusion: { ...PRESETS.tiny.diffusion, timesteps: 100 },
-  train: { ...PRESETS.tiny.train, seed: 3, batchSize: 4, microBatchSize: 2 },
-};
+const config = microConfig({ seed: 3, batchSize: 4, microBatchSize: 2 });
 
 const rng = new Rng([9, Purpose.Evaluation]);
 const data = {

@@ -4,35 +4,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCheckpointDir, saveCheckpointDir } from '../core/checkpoint/checkpoint';
-import type { RunConfig } from '../core/presets';
-import { PRESETS } from '../core/presets';
 import { ImageSource } from '../core/train/batch';
 import { Trainer } from '../core/train/trainer';
+import { microConfig } from './helpers/micro-config';
 import { Purpose, Rng } from '../core/rng';
 
-const config: RunConfig = {
-  preset: 'test-micro',
-  model: {
-    imageSize: 8,
-    inChannels: 3,
-    ch: 8,
-    chMult: [1, 2],
-    numResBlocks: 1,
-    attnResolutions: [4],
-    dropout: 0.1,
-    groups: 4,
-  },
-  diffusion: { ...PRESETS.tiny.diffusion, timesteps: 100 },
-  train: {
-    ...PRESETS.tiny.train,
-    seed: 11,
-    batchSize: 4,
-    microBatchSize: 2,
-    warmupSteps: 2,
-    emaDecay: 0.9,
-    totalSteps: 4,
-  },
-};
+const config = microConfig({
+  seed: 11,
+  batchSize: 4,
+  microBatchSize: 2,
+  warmupSteps: 2,
+  emaDecay: 0.9,
+  totalSteps: 4,
+});
 
 function syntheticImages(count: number): ImageSource {
   const rng = new Rng([5, Purpose.Evaluation]);
