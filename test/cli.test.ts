@@ -177,7 +177,7 @@ afterAll(async () => {
   for (const pgid of launched) process.kill(-pgid, 'SIGKILL');
   await cli('stop-local', ['--timeout', '20']);
   // Last resort if stop-local itself broke: nothing may outlive the test.
-  for (const name of ['worker', 'temporal']) {
+  for (const name of ['worker', 'worker-control', 'temporal']) {
     const pid = daemonPid(name);
     if (pid && processGroup(pid).length > 0) process.kill(-pid, 'SIGKILL');
   }
@@ -417,14 +417,18 @@ test('a trainer worker that dies is replaced while a command watches, and the ru
   expect(alive(replacement)).toBe(true);
 });
 
-test('stop-local stops the detached server and worker, and nothing of them is left', async () => {
+test('stop-local stops the detached server and workers, and nothing of them is left', async () => {
   const server = daemonPid('temporal');
   const worker = daemonPid('worker');
+  const control = daemonPid('worker-control');
   expect(server && alive(server)).toBe(true);
   expect(worker && alive(worker)).toBe(true);
+  expect(control && alive(control)).toBe(true);
   const r = await cli('stop-local', []);
   expectSuccess(r);
   expect(r.stdout).toContain(`stopped trainer worker (pid ${worker})`);
+  expect(r.stdout).toContain(`stopped control worker (pid ${control})`);
+  expect(processGroup(control!)).toEqual([]);
   expect(r.stdout).toContain(`stopped Temporal dev server (pid ${server})`);
   expect(processGroup(worker!)).toEqual([]);
   expect(processGroup(server!)).toEqual([]);

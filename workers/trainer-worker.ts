@@ -1,8 +1,10 @@
 /**
- * A trainer worker: one per GPU (or per machine on CPU). It hosts the TrainingRun workflow code and the
- * dataset, training and sampling activities; run as many as you have accelerators.
+ * A trainer worker: one per GPU (or per machine on CPU). It hosts the dataset, training and sampling
+ * activities and, unless --no-workflows, the TrainingRun workflow code. Training blocks its Node event loop
+ * for a whole micro-batch at a time, so where steps are slow (CPU) run the workflows in a separate
+ * control worker (--no-activities) and the trainers with --no-workflows, as the local stack does.
  *
- *   npx tsx workers/trainer-worker.ts [--backend auto] [--no-workflows]
+ *   npx tsx workers/trainer-worker.ts [--backend auto] [--no-workflows | --no-activities]
  *
  * Connection: the standard Temporal environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS / API key);
  * default 127.0.0.1:7233. SIGINT/SIGTERM shut it down gracefully: a running segment checkpoints first.
@@ -23,6 +25,7 @@ const program = new Command('trainer-worker')
       .default('auto'),
   )
   .option('--no-workflows', 'poll only the trainer activity queue, not the workflow queue')
+  .option('--no-activities', 'poll only the workflow queue (a control worker: no TF.js, never busy)')
   .option('--task-queue <name>', 'activity task queue', TRAINER_TASK_QUEUE)
   .option(
     '--shutdown-grace <seconds>',
@@ -33,6 +36,7 @@ const program = new Command('trainer-worker')
 interface Options {
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
   workflows: boolean;
+  activities: boolean;
   taskQueue: string;
   shutdownGrace: string;
 }
@@ -40,25 +44,30 @@ interface Options {
 runCli(async () => {
   const o = program.parse().opts<Options>();
   const log = (line: string) => process.stderr.write(`[trainer-worker ${process.pid}] ${line}\n`);
+  if (!o.workflows && !o.activities)
+    throw new Error('--no-workflows and --no-activities leave nothing to do');
   // Fail at start-up, not in the first activity, when the requested backend cannot run here.
-  await initBackend(o.backend, log);
+  if (o.activities) await initBackend(o.backend, log);
   const t = temporalSettings();
   const connection = await NativeConnection.connect(t.connectionOptions);
-  const workers: Worker[] = [
-    await Worker.create({
-      connection,
-      namespace: t.namespace,
-      taskQueue: o.taskQueue,
-      activities,
-      // One training segment at a time: it uses the whole accelerator (or all cores).
-      maxConcurrentActivityTaskExecutions: 1,
-      shutdownGraceTime: `${Number(o.shutdownGrace)}s`,
-      // Heartbeats carry live progress (step, loss, img/s) to the UI and CLI: send them every few seconds
-      // instead of the SDK's default of up to 60 s.
-      maxHeartbeatThrottleInterval: '3s',
-      defaultHeartbeatThrottleInterval: '3s',
-    }),
-  ];
+  const workers: Worker[] = [];
+  if (o.activities) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: t.namespace,
+        taskQueue: o.taskQueue,
+        activities,
+        // One training segment at a time: it uses the whole accelerator (or all cores).
+        maxConcurrentActivityTaskExecutions: 1,
+        shutdownGraceTime: `${Number(o.shutdownGrace)}s`,
+        // Heartbeats carry live progress (step, loss, img/s) to the UI and CLI: send them every few seconds
+        // instead of the SDK's default of up to 60 s.
+        maxHeartbeatThrottleInterval: '3s',
+        defaultHeartbeatThrottleInterval: '3s',
+      }),
+    );
+  }
   if (o.workflows) {
     workers.push(
       await Worker.create({

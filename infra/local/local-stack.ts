@@ -18,6 +18,8 @@ const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const HOST = '127.0.0.1';
 const SERVER = { name: 'temporal', marker: 'start-dev' };
 const WORKER = { name: 'worker', marker: 'trainer-worker' };
+// Named with the 'worker' prefix so stop-local stops it with the trainers, before the server.
+const CONTROL_WORKER = { name: 'worker-control', marker: 'trainer-worker' };
 
 export type WorkerBackend = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -74,6 +76,10 @@ export async function ensureLocalServer(settings: LocalStackSettings, log: Log):
  * does (or waits for ours if it is still starting). Resolves once one polls, or warns after a while;
  * with `readyTimeoutMs` 0 it returns at once (a periodic check that only replaces a dead worker).
  */
+/**
+ * Ensures the two local worker daemons poll: a control worker for the workflow queue (no TF.js, so
+ * workflow tasks and queries never wait behind a training step) and a trainer for the activity queue.
+ */
 export async function ensureLocalWorker(
   settings: LocalStackSettings,
   server: LocalServer,
@@ -84,37 +90,49 @@ export async function ensureLocalWorker(
   await withStackLock(settings.stateDir, async () => {
     const connection = await Connection.connect({ address: server.address, connectTimeout: 5_000 });
     try {
-      const polled = async () => {
-        const p = await trainerQueuePollers(connection, server.namespace);
-        return p.control > 0 && p.trainer > 0;
-      };
-      if (await polled()) return;
-      let worker = runningDaemon(settings.stateDir, WORKER.name, WORKER.marker);
-      if (worker) {
-        if (readyTimeoutMs === 0) return;
-        log(`waiting for the local trainer worker (pid ${worker.pid}) to start polling`);
-      } else {
-        worker = startDaemon({
-          ...WORKER,
-          command: path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-          args: [path.join(REPO_ROOT, 'workers', 'trainer-worker.ts'), '--backend', backend],
-          cwd: REPO_ROOT,
-          env: { ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace },
-          stateDir: settings.stateDir,
-        });
-        log(`started a trainer worker (pid ${worker.pid}, backend ${backend}, log ${worker.logFile})`);
-      }
-      const started = worker;
-      if (readyTimeoutMs === 0) return;
-      try {
-        await waitUntil('trainer worker', polled, {
-          timeoutMs: readyTimeoutMs,
-          intervalMs: 500,
-          giveUp: () => (processAlive(started.pid) ? undefined : `exited: ${logTail(started.logFile, 3)}`),
-        });
-      } catch (err) {
-        if (!processAlive(started.pid)) throw err;
-        log(`the trainer worker is not polling yet (see ${started.logFile}); the run starts once it does`);
+      const roles = [
+        {
+          daemon: CONTROL_WORKER,
+          what: 'control worker (workflows)',
+          args: ['--no-activities'],
+          polled: async () => (await trainerQueuePollers(connection, server.namespace)).control > 0,
+        },
+        {
+          daemon: WORKER,
+          what: 'trainer worker',
+          args: ['--backend', backend, '--no-workflows'],
+          polled: async () => (await trainerQueuePollers(connection, server.namespace)).trainer > 0,
+        },
+      ];
+      for (const role of roles) {
+        if (await role.polled()) continue;
+        let worker = runningDaemon(settings.stateDir, role.daemon.name, role.daemon.marker);
+        if (worker) {
+          if (readyTimeoutMs === 0) continue;
+          log(`waiting for the local ${role.what} (pid ${worker.pid}) to start polling`);
+        } else {
+          worker = startDaemon({
+            ...role.daemon,
+            command: path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
+            args: [path.join(REPO_ROOT, 'workers', 'trainer-worker.ts'), ...role.args],
+            cwd: REPO_ROOT,
+            env: { ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace },
+            stateDir: settings.stateDir,
+          });
+          log(`started a ${role.what} (pid ${worker.pid}, log ${worker.logFile})`);
+        }
+        const started = worker;
+        if (readyTimeoutMs === 0) continue;
+        try {
+          await waitUntil(role.what, role.polled, {
+            timeoutMs: readyTimeoutMs,
+            intervalMs: 500,
+            giveUp: () => (processAlive(started.pid) ? undefined : `exited: ${logTail(started.logFile, 3)}`),
+          });
+        } catch (err) {
+          if (!processAlive(started.pid)) throw err;
+          log(`the ${role.what} is not polling yet (see ${started.logFile}); the run starts once it does`);
+        }
       }
     } finally {
       await connection.close();
