@@ -34,6 +34,9 @@ export async function withHeartbeats<T>(
   }
 }
 
+/** Lets the worker's event loop send heartbeats and notice cancellation between synchronous TF.js work. */
+export const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export function log(line: string): void {
   Context.current().log.info(line);
 }

@@ -6,12 +6,18 @@ import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import type { SegmentHeartbeat, TrainSegmentInput, TrainSegmentResult } from '../workflows/api';
 import { checkpointFaultHook } from './fault-injection';
-import { asNonRetryable, ensureBackend, loadPreparedDataset, log, storeFor, withHeartbeats } from './runtime';
+import {
+  asNonRetryable,
+  ensureBackend,
+  loadPreparedDataset,
+  log,
+  storeFor,
+  withHeartbeats,
+  yieldToEventLoop,
+} from './runtime';
 
 /** The state this process saved last, so the next segment of the same run skips reloading it. */
 let lastSaved: { runId: string; storeUri: string; state: TrainState } | null = null;
-
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Trains from the run's newest valid checkpoint (or its seed) up to `targetStep`, checkpointing every

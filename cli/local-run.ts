@@ -1,8 +1,7 @@
-import { CheckpointRepository } from '../core/checkpoint/repository';
-import { encodePngGrid, loadImageDataset } from '../core/data';
+import { CheckpointRepository, stepName } from '../core/checkpoint/repository';
+import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
-import { Purpose, hashKey } from '../core/rng';
-import { generateImages } from '../core/sampling';
+import { sampleGridKey, sampleGridPng } from '../core/sampling';
 import { Trainer } from '../core/train/trainer';
 import type { ObjectStore } from '../store';
 import { progressLine } from './progress';
@@ -58,22 +57,19 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
 
   const checkpoint = async () => {
     checkpointKey = await repo.save(trainer.state, config, o.keepCheckpoints);
-    await store.put(
-      `${runId}/metrics/${String(trainer.state.step).padStart(9, '0')}.jsonl`,
-      metrics.join(''),
-    );
+    await store.put(`${runId}/metrics/${stepName(trainer.state.step)}.jsonl`, metrics.join(''));
     metrics = [];
   };
   const sample = async () => {
     const step = trainer.state.step;
-    const pixels = await generateImages(config, trainer.state.ema, {
-      count: o.sampleCount,
-      seed: hashKey([config.train.seed, Purpose.Sampling]),
-      sampler: { kind: 'ddim', steps: 50 },
-    });
-    const { imageSize: s, inChannels: c } = config.model;
-    const key = `${runId}/samples/${String(step).padStart(9, '0')}.png`;
-    await store.put(key, encodePngGrid(pixels, o.sampleCount, s, s, c));
+    const key = sampleGridKey(runId, step);
+    await store.put(
+      key,
+      await sampleGridPng(config, trainer.state.ema, {
+        count: o.sampleCount,
+        sampler: { kind: 'ddim', steps: 50 },
+      }),
+    );
     sampleKeys.push(key);
     return key;
   };

@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { toUint8Range } from './data';
+import { stepName } from './checkpoint/repository';
+import { encodePngGrid, toUint8Range } from './data';
 import { AncestralSampler, DdimSampler, EpsModel, Sampler } from './diffusion';
 import { ParamLayout, tensorsFromFlat } from './model/params';
 import { unetForward, unetParamSpecs } from './model/unet';
 import type { RunConfig } from './presets';
+import { Purpose, hashKey } from './rng';
 import { noiseScheduleFor } from './train/trainer';
 
 export interface SamplerChoice {
@@ -78,4 +80,26 @@ export async function generateImages(
     dispose();
   }
   return out;
+}
+
+/** Where a run's sample grid at `step` is stored. */
+export function sampleGridKey(runId: string, step: number): string {
+  return `${runId}/samples/${stepName(step)}.png`;
+}
+
+/**
+ * A run's sample grid as PNG bytes. The noise is keyed by the run's seed alone, so every grid of a run
+ * shows the same starting noise, whichever process (local trainer or activity) draws it.
+ */
+export async function sampleGridPng(
+  config: RunConfig,
+  weights: Float32Array,
+  opts: Pick<GenerateOptions, 'count' | 'sampler' | 'onProgress'>,
+): Promise<Uint8Array> {
+  const pixels = await generateImages(config, weights, {
+    ...opts,
+    seed: hashKey([config.train.seed, Purpose.Sampling]),
+  });
+  const { imageSize: s, inChannels: c } = config.model;
+  return encodePngGrid(pixels, opts.count, s, s, c);
 }

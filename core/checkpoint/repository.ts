@@ -33,6 +33,11 @@ export interface ResumePoint {
 
 const STEP_DIGITS = 9;
 
+/** A step as it appears in object keys: zero-padded so keys sort in step order. */
+export function stepName(step: number): string {
+  return String(step).padStart(STEP_DIGITS, '0');
+}
+
 /**
  * Commit protocol for `<runId>/checkpoints/<step>/`: tensor objects first, then the manifest carrying
  * their sha256, then the `<runId>/latest` pointer. A directory without a valid manifest is not a
@@ -49,7 +54,7 @@ export class CheckpointRepository {
   }
 
   keyFor(step: number): string {
-    return `${this.prefix()}${String(step).padStart(STEP_DIGITS, '0')}`;
+    return `${this.prefix()}${stepName(step)}`;
   }
 
   latestKey(): string {
