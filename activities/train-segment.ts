@@ -4,7 +4,14 @@ import { CheckpointRepository } from '../core/checkpoint/repository';
 import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
-import type { SegmentHeartbeat, TrainSegmentInput, TrainSegmentResult } from '../workflows/api';
+import { CoordinatorError, Group } from '../coordinator/api';
+import type {
+  SegmentHeartbeat,
+  SlotNotAdmitted,
+  TrainSegmentInput,
+  TrainSegmentResult,
+} from '../workflows/api';
+import { asAttemptFailure, groupReducer, joinSlotGroup } from './data-parallel';
 import { checkpointFaultHook } from './fault-injection';
 import {
   asNonRetryable,
@@ -24,8 +31,14 @@ let lastSaved: { runId: string; storeUri: string; state: TrainState } | null = n
  * `checkpointEvery` steps and at the end. Heartbeats (step, loss, img/s) before every micro-batch, so a
  * dead trainer is noticed within the heartbeat timeout. On cancellation (pause, cancel, worker shutdown)
  * it checkpoints the last completed step before acknowledging.
+ *
+ * With `input.parallel` this is one slot's share of a data-parallel segment: it joins the attempt's group
+ * through the coordinator (rank and world size come from there), computes gradients for its positions of
+ * the global batch and all-reduces them over the ring, so every rank applies the same update. Rank 0
+ * writes the checkpoints. A lost peer fails the attempt within seconds; rank 0 first checkpoints the last
+ * step all ranks completed, so the restarted attempt loses nothing.
  */
-export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegmentResult> {
+export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegmentResult | SlotNotAdmitted> {
   const ctx = Context.current();
   const startedAt = performance.now();
   const beat: SegmentHeartbeat = {
@@ -39,6 +52,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   const store = storeFor(input.storeUri);
   const repo = new CheckpointRepository(store, input.runId);
   let trainer: Trainer | null = null;
+  let group: Group | null = null;
   try {
     const backend = await ensureBackend(input.backend);
     const data = await withHeartbeats(loadPreparedDataset(store, input.datasetKey), () => beat);
@@ -69,10 +83,33 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         ? input.targetStep
         : Math.min(input.config.train.totalSteps, (Math.floor(resumedFromStep / every) + 1) * every);
     beat.targetStep = targetStep;
+    if (input.parallel) {
+      const joined = await joinSlotGroup(input.parallel, input.runId, resumedFromStep, beat);
+      if (!joined.admitted) {
+        log(`slot ${input.parallel.slot} not admitted: ${joined.reason}`);
+        return { admitted: false, slot: input.parallel.slot, reason: joined.reason };
+      }
+      group = joined.group;
+      const member = group;
+      // A cancellation that arrives while this rank waits in an all-reduce must not wait for the peers.
+      ctx.cancellationSignal.addEventListener('abort', () => void member.close('cancelled'), { once: true });
+      Object.assign(beat, { rank: group.rank, world: group.world });
+      log(
+        `rank ${group.rank} of ${group.world} (slots ${group.slots.join(',')}) from step ${resumedFromStep}`,
+      );
+    }
+    // Every rank holds the same state after each all-reduced update: one writer is enough.
+    const writesCheckpoints = group === null || group.rank === 0;
     let savedStep = resumedFromStep;
     let checkpointKey = steps.length > 0 ? repo.keyFor(resumedFromStep) : '';
     let saveSeconds = 0;
     const save = async (t: Trainer) => {
+      if (!writesCheckpoints) {
+        savedStep = t.state.step;
+        checkpointKey = repo.keyFor(savedStep);
+        lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
+        return;
+      }
       const s0 = performance.now();
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
@@ -86,10 +123,21 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       beat.phase = 'training';
     };
 
+    let stepStartedAt = performance.now();
     trainer = new Trainer({
       config: input.config,
       data,
       state,
+      ...(group && {
+        rank: group.rank,
+        worldSize: group.world,
+        reduce: groupReducer(
+          group,
+          beat,
+          () => trainer?.state.step ?? 0,
+          () => stepStartedAt,
+        ),
+      }),
       microBatchSize: input.microBatchSize ?? defaultMicroBatchSize(backend.name, input.config),
       beforeMicroBatch: async () => {
         await yieldToEventLoop();
@@ -105,6 +153,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     let loss = NaN;
     try {
       while (trainer.state.step < targetStep) {
+        stepStartedAt = performance.now();
         const r = await trainer.step();
         trainSeconds += r.seconds;
         images += r.images;
@@ -114,14 +163,20 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         if (r.step % every === 0 || r.step === targetStep) await save(trainer);
       }
     } catch (err) {
-      if (err instanceof CancelledFailure && trainer.state.step > savedStep) {
-        log(`cancelled at step ${trainer.state.step}: checkpointing before stopping`);
+      // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.
+      const interrupted = err instanceof CancelledFailure || (group !== null && isPeerFailure(err));
+      if (interrupted && trainer.state.step > savedStep) {
+        log(`interrupted at step ${trainer.state.step} (${errorText(err)}): checkpointing before stopping`);
         await save(trainer);
       }
       throw err;
     }
     if (savedStep !== trainer.state.step) await save(trainer);
+    await group?.close();
+    group = null;
     return {
+      admitted: true,
+      ...(beat.rank !== undefined && { rank: beat.rank, world: beat.world }),
       step: trainer.state.step,
       loss,
       imagesPerSec: trainSeconds > 0 ? images / trainSeconds : 0,
@@ -135,8 +190,22 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     if (err instanceof Error && /^loss is (NaN|Infinity|-Infinity)/.test(err.message)) {
       throw ApplicationFailure.nonRetryable(err.message, 'TrainingDivergedError');
     }
-    throw asNonRetryable(err);
+    if (ctx.cancellationSignal.aborted && !(err instanceof CancelledFailure)) {
+      // An all-reduce torn down by this trainer's own cancellation: report the cancellation.
+      throw new CancelledFailure('segment cancelled');
+    }
+    throw asNonRetryable(asAttemptFailure(err));
   } finally {
     trainer?.dispose();
+    // Leaving early (error, cancellation) tells the peers at once instead of letting them time out.
+    await group?.close(ctx.cancellationSignal.aborted ? 'cancelled' : 'failed').catch(() => undefined);
   }
+}
+
+function isPeerFailure(err: unknown): boolean {
+  return err instanceof CoordinatorError;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -40,7 +40,8 @@ runCli(async () => {
     return;
   }
   const input = await lastRunInput(session.client, runId);
-  await session.ensureWorker(input.backend);
+  const workers = input.parallel?.workers ?? 1;
+  await session.ensureWorker(input.backend, { workers });
   const handle = session.client.workflow.getHandle(runId);
   if (state === 'running') {
     const status = await queryStatus(session.client, handle);
@@ -59,7 +60,7 @@ runCli(async () => {
   if (!o.watch) return;
   const watched = await watchRun(session.client, runId, {
     log,
-    keepWorker: () => session.ensureWorker(input.backend, { recheck: true }),
+    keepWorker: () => session.ensureWorker(input.backend, { recheck: true, workers }),
   });
   if (watched.state === 'detached') return;
   if (watched.state !== 'completed') throw new Error(`run ${runId} ${watched.state}: ${watched.message}`);

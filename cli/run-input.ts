@@ -17,8 +17,27 @@ const CarriedStateSchema = z
     lastCheckpointKey: z.string().nullable(),
     lastSampleKey: z.string().nullable(),
     startedAt: z.string(),
+    presentSlots: z.array(z.number().int().min(0)).optional(),
   })
   .strict();
+
+const HostPortSchema = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7077');
+
+const ParallelSchema = z
+  .object({
+    workers: z.number().int().min(2, 'data-parallel runs need at least 2 workers'),
+    minWorkers: positiveInt,
+    pool: z.string().min(1),
+    coordinator: HostPortSchema,
+    rendezvousSeconds: positiveInt,
+    peerTimeoutSeconds: positiveInt,
+    wire: z.enum(['fp32', 'bf16']),
+  })
+  .strict()
+  .refine((p) => p.minWorkers <= p.workers, {
+    message: 'minWorkers must not exceed workers',
+    path: ['minWorkers'],
+  });
 
 /** Where artifacts may go: workers on other machines must find the same place, so no relative paths. */
 function isStoreUri(uri: string): boolean {
@@ -52,10 +71,18 @@ export const TrainingRunInputSchema = z
       .strict(),
     backend: z.enum(BACKENDS),
     microBatchSize: positiveInt.optional(),
+    parallel: ParallelSchema.optional(),
     carried: CarriedStateSchema.optional(),
   })
   .strict()
   .superRefine((input, ctx) => {
+    if (input.parallel && input.parallel.workers > input.config.train.batchSize) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['parallel', 'workers'],
+        message: `every rank needs at least one image of the global batch (${input.config.train.batchSize})`,
+      });
+    }
     if (input.schedule.sampleSteps > input.config.diffusion.timesteps) {
       ctx.addIssue({
         code: 'custom',

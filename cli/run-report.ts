@@ -63,12 +63,33 @@ export async function queryStatus(
  * heartbeat after every step.
  */
 export function segmentHeartbeat(d: WorkflowExecutionDescription): SegmentHeartbeat | null {
+  return segmentHeartbeats(d)[0] ?? null;
+}
+
+/** Every running trainSegment's latest heartbeat: one per rank in a data-parallel segment. */
+export function segmentHeartbeats(d: WorkflowExecutionDescription): SegmentHeartbeat[] {
+  const beats: SegmentHeartbeat[] = [];
   for (const activity of d.raw.pendingActivities ?? []) {
     if (activity.activityType?.name !== 'trainSegment') continue;
     const payload = activity.heartbeatDetails?.payloads?.[0];
-    if (payload) return defaultPayloadConverter.fromPayload<SegmentHeartbeat>(payload);
+    if (payload) beats.push(defaultPayloadConverter.fromPayload<SegmentHeartbeat>(payload));
   }
-  return null;
+  return beats;
+}
+
+/**
+ * Where each rank's step time goes, from the heartbeats: a straggler computes longest while the others
+ * wait for it in the all-reduce.
+ */
+export function rankTimings(beats: SegmentHeartbeat[]): string[] {
+  return beats
+    .filter((b) => b.rank !== undefined && b.computeSeconds !== undefined)
+    .sort((a, b) => (a.rank ?? 0) - (b.rank ?? 0))
+    .map(
+      (b) =>
+        `rank ${b.rank} (slot ${b.slot}): step ${b.step}, compute ${b.computeSeconds?.toFixed(2)} s, ` +
+        `all-reduce ${b.allReduceSeconds?.toFixed(2) ?? '?'} s (waiting ${b.waitSeconds?.toFixed(2) ?? '?'} s)`,
+    );
 }
 
 /** Status merged with the heartbeat, so step, loss and img/s are current mid-segment. */

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { detectFormat } from '../core/data/detect-format';
 import { presetNames } from '../core/presets';
-import type { TrainingRunInput, TrainingRunResult } from '../workflows/api';
+import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
 import { UsageError, runCli } from './errors';
 import { ConfigOverrides, defaultRunId, nonNegativeInt, positiveInt, resolveRunConfig } from './options';
@@ -15,6 +15,8 @@ import { describeRun, startRunExecution, stateName, withStoreResumePoint } from 
 import { BACKENDS, absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
 import { resultLines } from './run-report';
 import { openTemporalSession } from './temporal-session';
+import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
+import { temporalSettings } from '../workers/temporal-config';
 import { watchRun } from './watch-run';
 
 const positiveNumber = (value: string): number => {
@@ -79,6 +81,33 @@ const program = new Command('start-run')
     120,
   )
   .option('--segment-hours <h>', 'upper bound for one training segment', positiveNumber, 24)
+  .option(
+    '--workers <n>',
+    'data-parallel trainers (one per GPU, or per core set on CPU); the global batch is split across them',
+    positiveInt,
+    1,
+  )
+  .option('--min-workers <n>', 'keep training after losses with at least this many (default 1)', positiveInt)
+  .option(
+    '--coordinator <host:port>',
+    'the data-parallel coordinator (default: the local stack starts one on 127.0.0.1:7077)',
+  )
+  .option(
+    '--rendezvous-timeout <seconds>',
+    'how long each segment waits for trainer slots that have not joined before going on without them',
+    positiveInt,
+    60,
+  )
+  .option(
+    '--peer-timeout <seconds>',
+    'an all-reduce waits this long for a slower trainer before restarting the segment without it',
+    positiveInt,
+    1800,
+  )
+  .addOption(
+    new Option('--wire <format>', 'gradient transfer precision').choices(['fp32', 'bf16']).default('fp32'),
+  )
+  .option('--pool <name>', 'task-queue prefix of the trainer slots', TRAINER_TASK_QUEUE)
   .option('--detach', 'start (or find) the run and return at once, without watching')
   .addHelpText(
     'after',
@@ -94,6 +123,11 @@ Environment:
   DDPM_LOCAL_TEMPORAL_PORT, DDPM_LOCAL_UI_PORT, DDPM_LOCAL_STACK_DIR
                            local stack ports (7233, 8233) and state dir (.cache/local-stack)
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_PROFILE, AWS_ACCESS_KEY_ID, ...   for s3:// stores and datasets
+  DDPM_LOCAL_COORDINATOR_PORT   local coordinator port (7077) for --workers > 1
+
+Data parallelism (--workers N): locally, start-run starts a coordinator and N trainers, one per core
+set (or GPU); on a cluster, run 'npm run coordinator' once and 'npm run worker -- --slot k' per GPU, all
+with the same DDPM_COORDINATOR_KEY, and pass --coordinator host:port.
 `,
   );
 
@@ -111,10 +145,41 @@ interface Options extends ConfigOverrides {
   heartbeatTimeout: number;
   segmentHours: number;
   detach?: boolean;
+  workers: number;
+  minWorkers?: number;
+  coordinator?: string;
+  rendezvousTimeout: number;
+  peerTimeout: number;
+  wire: 'fp32' | 'bf16';
+  pool: string;
+}
+
+/** Data-parallel settings, or none for a single trainer. */
+function parallelFrom(o: Options, localCoordinator: string | null): TrainingRunInput['parallel'] {
+  if (o.workers === 1) {
+    if (o.minWorkers !== undefined && o.minWorkers > 1)
+      throw new UsageError('--min-workers exceeds --workers (1)');
+    return undefined;
+  }
+  const coordinator = o.coordinator ?? localCoordinator;
+  if (!coordinator) {
+    throw new UsageError(
+      '--workers > 1 on a configured Temporal service needs --coordinator host:port (see infra/README.md)',
+    );
+  }
+  return {
+    workers: o.workers,
+    minWorkers: o.minWorkers ?? 1,
+    pool: o.pool,
+    coordinator,
+    rendezvousSeconds: o.rendezvousTimeout,
+    peerTimeoutSeconds: o.peerTimeout,
+    wire: o.wire,
+  };
 }
 
 /** The whole workflow input from the command line, validated before anything starts. */
-async function runInputFrom(o: Options): Promise<TrainingRunInput> {
+async function runInputFrom(o: Options, localCoordinator: string | null): Promise<TrainingRunInput> {
   const config = resolveRunConfig(o.preset, o);
   let dataset = o.dataset ?? findDefaultDataset(config);
   if (!dataset.startsWith('s3://')) {
@@ -146,6 +211,7 @@ async function runInputFrom(o: Options): Promise<TrainingRunInput> {
     timeouts: { heartbeatSeconds: o.heartbeatTimeout, segmentHours: o.segmentHours },
     backend: o.backend,
     ...(o.microBatch !== undefined ? { microBatchSize: o.microBatch } : {}),
+    ...(o.workers > 1 && { parallel: parallelFrom(o, localCoordinator) }),
   });
 }
 
@@ -153,7 +219,11 @@ runCli(async () => {
   const o = program.parse().opts<Options>();
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const say = (line: string) => process.stdout.write(`${line}\n`);
-  let input = await runInputFrom(o);
+  // Validate everything before any service starts; the local stack's coordinator address is known upfront.
+  const localCoordinator = temporalSettings().configured
+    ? null
+    : localCoordinatorAddress(localStackSettings());
+  let input = await runInputFrom(o, localCoordinator);
   const { runId } = input;
 
   const session = await openTemporalSession(log);
@@ -166,7 +236,8 @@ runCli(async () => {
     for (const line of resultLines(result, storeUri)) say(line);
     return;
   }
-  await session.ensureWorker(input.backend);
+  const workers = input.parallel?.workers ?? 1;
+  await session.ensureWorker(input.backend, { workers });
   if (state === 'running') {
     log(`run ${runId} is already running: re-attaching (the options given now do not change it)`);
   } else {
@@ -190,7 +261,7 @@ runCli(async () => {
 
   const outcome = await watchRun(session.client, runId, {
     log,
-    keepWorker: () => session.ensureWorker(input.backend, { recheck: true }),
+    keepWorker: () => session.ensureWorker(input.backend, { recheck: true, workers }),
   });
   if (outcome.state === 'detached') {
     say(`detached: run ${runId} keeps running. Watch it again with:`);

@@ -15,7 +15,9 @@ import {
   runOutcome,
   runRecord,
   resultLines,
+  rankTimings,
   segmentHeartbeat,
+  segmentHeartbeats,
 } from './run-report';
 import { objectUri, runIdOption } from './run-input';
 import { openTemporalSession } from './temporal-session';
@@ -48,6 +50,10 @@ interface StatusReport {
   checkpoint: string | null;
   samples: string | null;
   note: string | null;
+  /** Data-parallel runs: the ring of the last segment. */
+  workers: string | null;
+  /** Data-parallel runs: per-rank step timings of the running segment (stragglers show here). */
+  ranks: string[];
   startedAt: string;
   closedAt: string | null;
   view: string;
@@ -57,7 +63,7 @@ function fromLiveStatus(
   s: RunStatus,
 ): Pick<
   StatusReport,
-  'phase' | 'step' | 'totalSteps' | 'loss' | 'imagesPerSec' | 'checkpoint' | 'samples' | 'note'
+  'phase' | 'step' | 'totalSteps' | 'loss' | 'imagesPerSec' | 'checkpoint' | 'samples' | 'note' | 'workers'
 > {
   return {
     phase: s.phase,
@@ -68,6 +74,9 @@ function fromLiveStatus(
     checkpoint: s.lastCheckpointKey ? objectUri(s.storeUri, s.lastCheckpointKey) : null,
     samples: s.lastSampleKey ? objectUri(s.storeUri, s.lastSampleKey) : null,
     note: s.note,
+    workers: s.workers?.world
+      ? `${s.workers.world} (slots ${s.workers.slots.join(',')}; ${s.workers.attempts} segment attempts)`
+      : null,
   };
 }
 
@@ -79,6 +88,8 @@ function printLines(r: StatusReport): void {
     ['step', r.step === null ? null : `${r.step}${r.totalSteps ? `/${r.totalSteps}` : ''}`],
     ['loss', r.loss === null ? null : formatNumber(r.loss)],
     ['img/s', r.imagesPerSec === null ? null : formatNumber(r.imagesPerSec, 3)],
+    ['workers', r.workers],
+    ...r.ranks.map((line): [string, string] => ['rank', line]),
     ['checkpoint', r.checkpoint],
     ['samples', r.samples],
     ['note', r.note],
@@ -108,6 +119,8 @@ runCli(async () => {
     checkpoint: record.checkpoint,
     samples: record.samples,
     note: null,
+    workers: null,
+    ranks: rankTimings(segmentHeartbeats(d)),
     startedAt: d.startTime.toISOString(),
     closedAt: d.closeTime?.toISOString() ?? null,
     view: session.whereToSee(runId),

@@ -20,7 +20,7 @@ export interface TemporalSession {
    * warning when none does (workers there are deployed, not spawned by the CLI). `recheck` is the quiet,
    * non-blocking form for long waits: it replaces a local worker that died and warns at most once.
    */
-  ensureWorker(backend: WorkerBackend, opts?: { recheck?: boolean }): Promise<void>;
+  ensureWorker(backend: WorkerBackend, opts?: { recheck?: boolean; workers?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -40,7 +40,7 @@ export async function openTemporalSession(log: Log): Promise<TemporalSession> {
       ...session,
       whereToSee: (runId) => webUiLink(server, runId),
       ensureWorker: (backend, opts) =>
-        ensureLocalWorker(settings, server, backend, log, opts?.recheck ? 0 : undefined),
+        ensureLocalWorker(settings, server, backend, log, opts?.recheck ? 0 : undefined, opts?.workers),
     };
   }
   const session = await connect(t.address, t.connectionOptions, t.namespace);

@@ -14,6 +14,14 @@ export const TRAINER_TASK_QUEUE = 'ddpm-trainer';
 
 export const WORKFLOW_TYPE = 'trainingRun';
 
+/**
+ * The worker-specific task queue of trainer slot `slot` in a pool: a data-parallel run places one training
+ * activity per slot, and each trainer process (one per GPU, or per core on CPU) polls its slot's queue.
+ */
+export function slotTaskQueue(pool: string, slot: number): string {
+  return `${pool}-slot-${slot}`;
+}
+
 export interface RunSchedule {
   /** Steps between checkpoints; a training segment ends at each. */
   checkpointEvery: number;
@@ -49,8 +57,27 @@ export interface TrainingRunInput {
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
   /** Micro-batch override (memory); unset uses the backend's default. */
   microBatchSize?: number;
+  /** Data-parallel training over several trainer slots; unset: one trainer on the shared queue. */
+  parallel?: ParallelSettings;
   /** Set by the workflow itself when it continues as new. */
   carried?: CarriedState;
+}
+
+export interface ParallelSettings {
+  /** Trainer slots 0..workers-1, each polled by one trainer process (`trainer-worker --slot k`). */
+  workers: number;
+  /** A segment attempt runs with whichever slots join, but never with fewer than this. */
+  minWorkers: number;
+  /** Task-queue prefix of the slots (default: the trainer queue): runs on separate pools do not compete. */
+  pool: string;
+  /** The coordinator's "host:port" (its key comes from each trainer's environment, never from here). */
+  coordinator: string;
+  /** How long a rendezvous waits for slots that have not joined before going ahead without them. */
+  rendezvousSeconds: number;
+  /** An all-reduce waits this long for a slower peer before failing the attempt (stragglers, hangs). */
+  peerTimeoutSeconds: number;
+  /** Gradient transfer precision. */
+  wire: 'fp32' | 'bf16';
 }
 
 /** What a continued-as-new execution inherits from the previous one. */
@@ -61,6 +88,8 @@ export interface CarriedState {
   lastCheckpointKey: string | null;
   lastSampleKey: string | null;
   startedAt: string;
+  /** Data-parallel runs: the slots that answered last. */
+  presentSlots?: number[];
 }
 
 export type RunPhase =
@@ -77,8 +106,10 @@ export interface RunStatus {
   lastCheckpointKey: string | null;
   lastSampleKey: string | null;
   storeUri: string;
-  /** Set while paused or after failure: why. */
+  /** Set while paused or after failure (or while a data-parallel attempt is being repeated): why. */
   note: string | null;
+  /** Data-parallel runs: the ring of the last completed segment (slots in rank order). */
+  workers: { world: number | null; slots: number[]; attempts: number } | null;
 }
 
 export interface TrainingRunResult {
@@ -122,9 +153,39 @@ export interface TrainSegmentInput {
   keepCheckpoints: number;
   backend: TrainingRunInput['backend'];
   microBatchSize?: number;
+  /** Set when this is one slot's share of a data-parallel segment. */
+  parallel?: SlotAssignment;
+}
+
+/** One slot's part in a data-parallel segment attempt; rank and world size come from the rendezvous. */
+export interface SlotAssignment {
+  slot: number;
+  /** Temporal run ID of the scheduling execution + attempt number: the rendezvous key within the run. */
+  execution: string;
+  attempt: number;
+  /** Slots believed alive: the rendezvous closes as soon as these joined. */
+  expectedSlots: number[];
+  minWorkers: number;
+  coordinator: string;
+  rendezvousSeconds: number;
+  /** Control-connection silence that marks a peer lost (at least the heartbeat timeout). */
+  livenessSeconds: number;
+  peerTimeoutSeconds: number;
+  wire: 'fp32' | 'bf16';
+}
+
+/** A slot that arrived after its attempt's rendezvous closed: it trained nothing. */
+export interface SlotNotAdmitted {
+  admitted: false;
+  slot: number;
+  reason: string;
 }
 
 export interface TrainSegmentResult {
+  admitted?: true;
+  /** Data-parallel segments: this trainer's rank and the world size it trained with. */
+  rank?: number;
+  world?: number;
   step: number;
   loss: number;
   imagesPerSec: number;
@@ -143,7 +204,15 @@ export interface SegmentHeartbeat {
   targetStep: number;
   loss: number | null;
   imagesPerSec: number | null;
-  phase: 'loading' | 'training' | 'checkpointing';
+  phase: 'loading' | 'joining' | 'training' | 'checkpointing';
+  /** Data-parallel segments: who this is and where its step time goes (a straggler shows here). */
+  rank?: number;
+  world?: number;
+  slot?: number;
+  /** Last step: seconds computing gradients, and seconds in the all-reduce (of which waiting for peers). */
+  computeSeconds?: number;
+  allReduceSeconds?: number;
+  waitSeconds?: number;
 }
 
 export interface SampleGridInput {
@@ -167,6 +236,23 @@ export const NON_RETRYABLE_ERRORS = [
   'CheckpointMismatchError',
   'TrainingDivergedError',
 ];
+
+/**
+ * Error types of a data-parallel attempt that fail the attempt, not the run: the workflow restarts the
+ * segment from the last checkpoint with the slots still alive (plus any replacement that joins).
+ */
+export const ATTEMPT_ERRORS = {
+  /** A member was lost or timed out mid-segment. */
+  peerLost: 'PeerLostError',
+  peerTimeout: 'PeerTimeoutError',
+  coordinatorLost: 'CoordinatorLostError',
+  /** Fewer than minWorkers joined within the rendezvous window. */
+  notEnoughWorkers: 'NotEnoughWorkersError',
+  startStepMismatch: 'StartStepMismatchError',
+  /** The coordinator refused this slot's credentials: that slot sits out; the others go on. */
+  refused: 'CoordinatorRefusedError',
+  unreachable: 'CoordinatorUnreachableError',
+} as const;
 
 // ---- search attributes (registered on the server by infra/local; see infra/README.md for clusters) ----
 

@@ -7,6 +7,7 @@ import {
   RunStatus,
   SEARCH_ATTRIBUTES,
   TRAINER_TASK_QUEUE,
+  TrainSegmentInput,
   TrainSegmentResult,
   TrainingRunInput,
   TrainingRunResult,
@@ -14,6 +15,7 @@ import {
   resumeSignal,
   statusQuery,
 } from './api';
+import { ParallelProgress, allSlots, runParallelSegment } from './parallel-segment';
 
 /** Keeps each execution's history small: a fresh one carries on after this many segments. */
 const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
@@ -47,7 +49,17 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     lastSampleKey: carried?.lastSampleKey ?? null,
     storeUri: input.storeUri,
     note: null,
+    workers: null,
   };
+  const parallel: ParallelProgress | null = input.parallel
+    ? {
+        attempts: 0,
+        present: carried?.presentSlots ?? allSlots(input.parallel),
+        world: null,
+        slots: [],
+        note: null,
+      }
+    : null;
 
   const { prepareDataset, sampleGrid } = wf.proxyActivities<typeof activities>({
     taskQueue: TRAINER_TASK_QUEUE,
@@ -66,7 +78,13 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
 
   let paused = false;
   let segmentScope: wf.CancellationScope | undefined;
-  wf.setHandler(statusQuery, () => status);
+  wf.setHandler(statusQuery, () => {
+    if (parallel) {
+      status.workers = { world: parallel.world, slots: parallel.slots, attempts: parallel.attempts };
+      if (status.phase === 'training') status.note = parallel.note;
+    }
+    return status;
+  });
   wf.setHandler(pauseSignal, () => {
     paused = true;
     segmentScope?.cancel();
@@ -111,21 +129,30 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       publish();
       const every = input.schedule.checkpointEvery;
       const targetStep = Math.min(total, (Math.floor(status.step / every) + 1) * every);
+      const segment: TrainSegmentInput = {
+        runId: input.runId,
+        storeUri: input.storeUri,
+        datasetKey,
+        config,
+        targetStep,
+        checkpointEvery: every,
+        keepCheckpoints: schedule.keepCheckpoints,
+        backend: input.backend,
+        microBatchSize: input.microBatchSize,
+      };
       let result: TrainSegmentResult;
       segmentScope = new wf.CancellationScope();
       try {
-        result = await segmentScope.run(() =>
-          trainSegment({
-            runId: input.runId,
-            storeUri: input.storeUri,
-            datasetKey,
-            config,
-            targetStep,
-            checkpointEvery: every,
-            keepCheckpoints: schedule.keepCheckpoints,
-            backend: input.backend,
-            microBatchSize: input.microBatchSize,
-          }),
+        result = await segmentScope.run(async () =>
+          input.parallel && parallel
+            ? runParallelSegment({
+                settings: input.parallel,
+                segment,
+                heartbeatSeconds: timeouts.heartbeatSeconds,
+                segmentHours: timeouts.segmentHours,
+                progress: parallel,
+              })
+            : ((await trainSegment(segment)) as TrainSegmentResult),
         );
       } catch (err) {
         // Paused mid-segment: the trainer checkpointed before acknowledging; pick up from there.
@@ -167,6 +194,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
             lastCheckpointKey: status.lastCheckpointKey,
             lastSampleKey: status.lastSampleKey,
             startedAt,
+            ...(parallel && { presentSlots: parallel.present }),
           },
         });
       }

@@ -1,11 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MissingToolError, resolveTool } from './binaries';
 import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
 import { registerSearchAttributes } from './register-search-attributes';
 import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
-import { trainerQueuePollers } from './trainer-pollers';
+import { TRAINER_TASK_QUEUE, slotTaskQueue } from '../../workflows/api';
+import { activityQueuePollers, trainerQueuePollers } from './trainer-pollers';
 import { sleep, waitUntil } from './wait';
 
 /**
@@ -20,6 +24,8 @@ const SERVER = { name: 'temporal', marker: 'start-dev' };
 const WORKER = { name: 'worker', marker: 'trainer-worker' };
 // Named with the 'worker' prefix so stop-local stops it with the trainers, before the server.
 const CONTROL_WORKER = { name: 'worker-control', marker: 'trainer-worker' };
+const COORDINATOR = { name: 'coordinator', marker: 'coordinator/main' };
+const slotWorker = (slot: number) => ({ name: `worker-slot-${slot}`, marker: 'trainer-worker' });
 
 export type WorkerBackend = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -30,6 +36,8 @@ export interface LocalStackSettings {
   port: number;
   /** Web UI port (DDPM_LOCAL_UI_PORT; default 8233). */
   uiPort: number;
+  /** Port of the data-parallel coordinator (DDPM_LOCAL_COORDINATOR_PORT; default 7077). */
+  coordinatorPort: number;
   namespace: string;
 }
 
@@ -57,12 +65,58 @@ export function localStackSettings(env: NodeJS.ProcessEnv = process.env): LocalS
     stateDir: path.resolve(env.DDPM_LOCAL_STACK_DIR || path.join(REPO_ROOT, '.cache', 'local-stack')),
     port: envPort(env, 'DDPM_LOCAL_TEMPORAL_PORT', 7233),
     uiPort: envPort(env, 'DDPM_LOCAL_UI_PORT', 8233),
+    coordinatorPort: envPort(env, 'DDPM_LOCAL_COORDINATOR_PORT', 7077),
     namespace: 'default',
   };
 }
 
 export function localAddress(settings: LocalStackSettings): string {
   return `${HOST}:${settings.port}`;
+}
+
+export function localCoordinatorAddress(settings: LocalStackSettings): string {
+  return `${HOST}:${settings.coordinatorPort}`;
+}
+
+/**
+ * The cluster key of the local coordinator and its trainers: random, made once, readable by this user
+ * only, and handed to the daemons through their environment (never their command line or logs).
+ */
+function localCoordinatorKey(stateDir: string): string {
+  const file = path.join(stateDir, 'coordinator.key');
+  if (!existsSync(file))
+    writeFileSync(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+  return readFileSync(file, 'utf8').trim();
+}
+
+function tcpAnswers(address: string): Promise<boolean> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(':')),
+    Number(address.slice(address.lastIndexOf(':') + 1)),
+  ];
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port });
+    socket.setTimeout(1000);
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
+}
+
+/**
+ * Cores for trainer slot `slot` of `workers` on this machine: an equal share each, so data-parallel
+ * trainers on a CPU-only machine do not fight over the same cores. None when there are more trainers than
+ * cores.
+ */
+export function slotCpus(slot: number, workers: number, cores = os.availableParallelism()): string | null {
+  const share = Math.floor(cores / workers);
+  if (share < 1) return null;
+  const first = slot * share;
+  return share === 1 ? `${first}` : `${first}-${first + share - 1}`;
 }
 
 /** Starts the dev server unless one answers already; registers the search attributes either way. */
@@ -86,24 +140,64 @@ export async function ensureLocalWorker(
   backend: WorkerBackend,
   log: Log,
   readyTimeoutMs = 180_000,
+  /** Data-parallel trainer slots wanted (with a coordinator); 1: the shared trainer only. */
+  workers = 1,
 ): Promise<void> {
   await withStackLock(settings.stateDir, async () => {
     const connection = await Connection.connect({ address: server.address, connectTimeout: 5_000 });
     try {
-      const roles = [
+      const trainerScript = path.join(REPO_ROOT, 'workers', 'trainer-worker.ts');
+      const roles: {
+        daemon: { name: string; marker: string };
+        what: string;
+        script: string;
+        args: string[];
+        polled: () => Promise<boolean>;
+      }[] = [
         {
           daemon: CONTROL_WORKER,
           what: 'control worker (workflows)',
+          script: trainerScript,
           args: ['--no-activities'],
           polled: async () => (await trainerQueuePollers(connection, server.namespace)).control > 0,
         },
         {
           daemon: WORKER,
           what: 'trainer worker',
+          script: trainerScript,
           args: ['--backend', backend, '--no-workflows'],
           polled: async () => (await trainerQueuePollers(connection, server.namespace)).trainer > 0,
         },
       ];
+      if (workers > 1) {
+        const coordinator = localCoordinatorAddress(settings);
+        roles.push({
+          daemon: COORDINATOR,
+          what: `coordinator on ${coordinator}`,
+          script: path.join(REPO_ROOT, 'coordinator', 'main.ts'),
+          args: ['--host', HOST, '--port', String(settings.coordinatorPort)],
+          polled: () => tcpAnswers(coordinator),
+        });
+        for (let slot = 0; slot < workers; slot++) {
+          const cpus = slotCpus(slot, workers);
+          roles.push({
+            daemon: slotWorker(slot),
+            what: `trainer slot ${slot}${cpus ? ` (cores ${cpus})` : ''}`,
+            script: trainerScript,
+            args: [
+              ...['--backend', backend, '--no-workflows', '--no-shared', '--slot', String(slot)],
+              ...(cpus ? ['--cpus', cpus] : []),
+            ],
+            polled: async () =>
+              (await activityQueuePollers(
+                connection,
+                server.namespace,
+                slotTaskQueue(TRAINER_TASK_QUEUE, slot),
+              )) > 0,
+          });
+        }
+      }
+      const key = workers > 1 ? localCoordinatorKey(settings.stateDir) : undefined;
       for (const role of roles) {
         if (await role.polled()) continue;
         let worker = runningDaemon(settings.stateDir, role.daemon.name, role.daemon.marker);
@@ -114,9 +208,14 @@ export async function ensureLocalWorker(
           worker = startDaemon({
             ...role.daemon,
             command: path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-            args: [path.join(REPO_ROOT, 'workers', 'trainer-worker.ts'), ...role.args],
+            args: [role.script, ...role.args],
             cwd: REPO_ROOT,
-            env: { ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: server.namespace },
+            env: {
+              ...process.env,
+              TEMPORAL_ADDRESS: server.address,
+              TEMPORAL_NAMESPACE: server.namespace,
+              ...(key && { DDPM_COORDINATOR_KEY: key }),
+            },
             stateDir: settings.stateDir,
           });
           log(`started a ${role.what} (pid ${worker.pid}, log ${worker.logFile})`);
@@ -153,9 +252,11 @@ export async function stopLocalStack(
 ): Promise<StoppedDaemon[]> {
   const names = daemonNames(settings.stateDir);
   const workers = names.filter((n) => n.startsWith(WORKER.name));
+  const coordinator = names.filter((n) => n === COORDINATOR.name);
   const stopped: StoppedDaemon[] = [];
   for (const [group, marker] of [
     [workers, WORKER.marker],
+    [coordinator, COORDINATOR.marker],
     [names.filter((n) => n === SERVER.name), SERVER.marker],
   ] as const) {
     const running = group
@@ -171,7 +272,8 @@ export async function stopLocalStack(
 export function localDaemonPids(settings: LocalStackSettings): Record<string, number> {
   const pids: Record<string, number> = {};
   for (const name of daemonNames(settings.stateDir)) {
-    const marker = name === SERVER.name ? SERVER.marker : WORKER.marker;
+    const marker =
+      name === SERVER.name ? SERVER.marker : name === COORDINATOR.name ? COORDINATOR.marker : WORKER.marker;
     const d = runningDaemon(settings.stateDir, name, marker);
     if (d) pids[name] = d.pid;
   }

@@ -27,6 +27,20 @@ interface PollerInfoLike {
   lastAccessTime?: { seconds?: unknown; nanos?: number | null } | null;
 }
 
+/** How many living workers poll one activity task queue (e.g. a trainer slot's). */
+export async function activityQueuePollers(
+  connection: Connection,
+  namespace: string,
+  taskQueue: string,
+): Promise<number> {
+  const { pollers } = await connection.workflowService.describeTaskQueue({
+    namespace,
+    taskQueue: { name: taskQueue, kind: TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: TASK_QUEUE_TYPE_ACTIVITY,
+  });
+  return (pollers ?? []).filter((p) => pollerAlive(p)).length;
+}
+
 /** How many living workers poll the project's two task queues. */
 export async function trainerQueuePollers(
   connection: Connection,

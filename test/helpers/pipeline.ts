@@ -124,7 +124,7 @@ export class PipelineHarness {
     this.workflowWorkerDone = this.workflowWorker.run();
   }
 
-  spawnTrainer(env: Record<string, string> = {}): TrainerProcess {
+  spawnTrainer(env: Record<string, string> = {}, args: string[] = []): TrainerProcess {
     // `node --import tsx`, not the tsx CLI: the CLI runs the script in a child process, which a SIGKILL
     // of the wrapper would leave running.
     const child = spawn(
@@ -138,6 +138,7 @@ export class PipelineHarness {
         '--no-workflows',
         '--shutdown-grace',
         '10',
+        ...args,
       ],
       {
         cwd: REPO,
@@ -184,6 +185,24 @@ export class PipelineHarness {
 
   async status(handle: WorkflowHandle): Promise<RunStatus> {
     return handle.query(statusQuery);
+  }
+
+  /**
+   * A data-parallel coordinator as a real process on an ephemeral loopback port; its address is in the
+   * `READY host:port` line it prints.
+   */
+  async spawnCoordinator(key: string): Promise<{ process: TrainerProcess; address: string }> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'coordinator/main.ts', '--port', '0'], {
+      cwd: REPO,
+      env: { ...process.env, DDPM_COORDINATOR_KEY: key },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const t = new TrainerProcess(child);
+    this.trainers.push(t);
+    await t.ready();
+    const address = /READY (\S+)/.exec(t.log)?.[1];
+    if (!address) throw new Error(`coordinator printed no address:\n${t.log}`);
+    return { process: t, address };
   }
 
   /** The running segment's last heartbeat, if any. */
