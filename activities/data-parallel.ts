@@ -58,6 +58,9 @@ export async function joinSlotGroup(
       () => beat,
     );
   } catch (err) {
+    // Cancelled before the ring formed: the attempt went on without this slot. Answering (instead of
+    // failing) tells the workflow this trainer is alive, so the next attempt waits for it.
+    if (ctx.cancellationSignal.aborted) return { admitted: false, reason: 'cancelled before it could join' };
     throw asAttemptFailure(err);
   }
 }

@@ -25,7 +25,10 @@ export interface JoinOptions {
   attempt: number;
   /** This trainer's slot (its worker-specific task queue); ranks follow slot order. */
   slot: number;
-  /** The rendezvous closes as soon as all of these slots joined. */
+  /**
+   * The rendezvous closes as soon as all of these slots joined. Other slots may join while it is open
+   * (a replacement for a slot believed dead); after it closed they are not admitted.
+   */
   expectedSlots: number[];
   /** Fewer members than this when the rendezvous window ends: every joiner gets NotEnoughWorkers. */
   minWorkers: number;

@@ -151,6 +151,28 @@ async function killOneOfThree(): Promise<void> {
   );
 }
 
+test('a replacement started for a dead slot joins a later segment: the ring grows back to 3', async () => {
+  const runId = 'replacement';
+  const storeDir = join(h.workdir, 'store-replacement');
+  const total = 5 * EVERY;
+  const longer = microConfig(total);
+  const killStep = EVERY + 2;
+  const first = spawnSlot(2, { DDPM_FAULT_INJECTION: `kill-during-allreduce:${killStep}` });
+  await first.ready();
+  const run = { ...input(runId, storeDir, { workers: 3, minWorkers: 2 }), config: longer };
+  const handle = await h.startRun(run);
+  await first.exited();
+  const replacement = spawnSlot(2);
+  const result = await handle.result();
+  expect(result.finalStep).toBe(total);
+  expect((await h.status(handle)).workers).toMatchObject({ world: 3, slots: [0, 1, 2] });
+  expect(replacement.log).toMatch(/rank 2 of 3 \(slots 0,1,2\)/);
+  const params = await h.finalParams(storeDir, runId, total);
+  const longerReference = await uninterruptedParams(longer, dataset);
+  expect(maxAbsDiff(params, longerReference)).toBeLessThan(1e-4);
+  await replacement.kill('SIGTERM');
+});
+
 test('a worker with the wrong key is refused and the run is unaffected; a worker without a key does not start', async () => {
   const impostor = spawnSlot(2, { DDPM_COORDINATOR_KEY: 'not-the-cluster-key' });
   await impostor.ready();
