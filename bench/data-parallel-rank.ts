@@ -9,9 +9,9 @@ import { joinGroup } from '../coordinator/client';
 import type { Group } from '../coordinator/api';
 import { initBackend } from '../core/backend';
 import { presetNames } from '../core/presets';
-import { Purpose, Rng } from '../core/rng';
 import { Trainer, identityReducer } from '../core/train/trainer';
 import { resolveRunConfig } from '../cli/options';
+import { syntheticImages } from './synthetic-images';
 
 export interface RankJob {
   preset: string;
@@ -33,12 +33,6 @@ export interface RankStep {
   allReduceSeconds: number;
   waitSeconds: number;
   images: number;
-}
-
-function syntheticImages(count: number, size: number, channels: number) {
-  const rng = new Rng([1, Purpose.Evaluation, 1]);
-  const pixels = Uint8Array.from({ length: count * size * size * channels }, () => rng.int(256));
-  return { count, height: size, width: size, channels, pixels };
 }
 
 async function main(job: RankJob): Promise<void> {

@@ -14,11 +14,11 @@ import { initBackend } from '../core/backend';
 import { ParamLayout } from '../core/model/params';
 import { unetParamSpecs } from '../core/model/unet';
 import { presetNames } from '../core/presets';
-import { Purpose, Rng } from '../core/rng';
 import { epsModelFromWeights } from '../core/sampling';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import { runCli } from '../cli/errors';
+import { syntheticImages } from './synthetic-images';
 import { positiveInt, resolveRunConfig } from '../cli/options';
 
 const program = new Command('bench')
@@ -45,12 +45,6 @@ interface Options {
   microBatch?: number;
   steps: number;
   sampleBatch: number;
-}
-
-function syntheticImages(count: number, size: number, channels: number) {
-  const rng = new Rng([1, Purpose.Evaluation, 1]);
-  const pixels = Uint8Array.from({ length: count * size * size * channels }, () => rng.int(256));
-  return { count, height: size, width: size, channels, pixels };
 }
 
 runCli(async () => {
