@@ -6,8 +6,8 @@ import {
   ensureLocalWorker,
   localStackSettings,
 } from '../infra/local/local-stack';
-import { trainerQueuePollers } from '../infra/local/trainer-pollers';
-import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE } from '../workflows/api';
+import { activityQueuePollers, trainerQueuePollers } from '../infra/local/trainer-pollers';
+import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, slotTaskQueue } from '../workflows/api';
 import { temporalSettings } from '../workers/temporal-config';
 
 export interface TemporalSession {
@@ -57,6 +57,21 @@ export async function openTemporalSession(log: Log): Promise<TemporalSession> {
           log(
             `warning: no worker polls ${p.control === 0 ? CONTROL_TASK_QUEUE : TRAINER_TASK_QUEUE} on ${t.address}; ` +
               `the run waits until one does (start one with 'npm run worker')`,
+          );
+        }
+        const workers = opts?.workers ?? 1;
+        const slots = workers > 1 ? Array.from({ length: workers }, (_, k) => k) : [];
+        const idle: number[] = [];
+        for (const k of slots) {
+          const queue = slotTaskQueue(TRAINER_TASK_QUEUE, k);
+          if ((await activityQueuePollers(session.connection, t.namespace, queue)) === 0) idle.push(k);
+        }
+        if (idle.length > 0) {
+          warned = true;
+          log(
+            `warning: no trainer polls slot${idle.length > 1 ? 's' : ''} ${idle.join(', ')} on ${t.address}; ` +
+              `each segment goes on with the slots that join (at least --min-workers); start the others with ` +
+              `'npm run worker -- --no-workflows --slot <k>'`,
           );
         }
       } catch {
