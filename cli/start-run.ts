@@ -107,7 +107,11 @@ const program = new Command('start-run')
   .addOption(
     new Option('--wire <format>', 'gradient transfer precision').choices(['fp32', 'bf16']).default('fp32'),
   )
-  .option('--pool <name>', 'task-queue prefix of the trainer slots', TRAINER_TASK_QUEUE)
+  .option(
+    '--pool <name>',
+    "trainer pool (clusters): its shared queue and the prefix of its slots' queues (worker --task-queue)",
+    TRAINER_TASK_QUEUE,
+  )
   .option('--detach', 'start (or find) the run and return at once, without watching')
   .addHelpText(
     'after',
@@ -160,6 +164,9 @@ function parallelFrom(o: Options, localCoordinator: string | null): TrainingRunI
     if (o.minWorkers !== undefined && o.minWorkers > 1)
       throw new UsageError('--min-workers exceeds --workers (1)');
     return undefined;
+  }
+  if (localCoordinator && o.pool !== TRAINER_TASK_QUEUE) {
+    throw new UsageError(`--pool is for clusters; the local stack's trainers poll '${TRAINER_TASK_QUEUE}'`);
   }
   const coordinator = o.coordinator ?? localCoordinator;
   if (!coordinator) {

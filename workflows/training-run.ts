@@ -61,14 +61,16 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       }
     : null;
 
+  // A data-parallel run's pool hosts its dataset and sampling activities too (its shared queue).
+  const trainerQueue = input.parallel?.pool ?? TRAINER_TASK_QUEUE;
   const { prepareDataset, sampleGrid } = wf.proxyActivities<typeof activities>({
-    taskQueue: TRAINER_TASK_QUEUE,
+    taskQueue: trainerQueue,
     startToCloseTimeout: '2h',
     heartbeatTimeout: `${timeouts.heartbeatSeconds}s`,
     retry,
   });
   const { trainSegment } = wf.proxyActivities<typeof activities>({
-    taskQueue: TRAINER_TASK_QUEUE,
+    taskQueue: trainerQueue,
     startToCloseTimeout: `${timeouts.segmentHours}h`,
     heartbeatTimeout: `${timeouts.heartbeatSeconds}s`,
     retry,
