@@ -173,16 +173,18 @@ test('a replacement started for a dead slot joins a later segment: the ring grow
   await replacement.kill('SIGTERM');
 });
 
-test('a worker with the wrong key is refused and the run is unaffected; a worker without a key does not start', async () => {
+test('a worker with the wrong key is refused and the run (continuing as new each segment) is unaffected; a worker without a key does not start', async () => {
   const impostor = spawnSlot(2, { DDPM_COORDINATOR_KEY: 'not-the-cluster-key' });
   await impostor.ready();
   const runId = 'wrong-key';
   const storeDir = join(h.workdir, 'store-key');
-  const handle = await h.startRun(
-    input(runId, storeDir, { workers: 3, minWorkers: 2, rendezvousSeconds: 3 }),
-  );
+  const run = input(runId, storeDir, { workers: 3, minWorkers: 2, rendezvousSeconds: 3 });
+  // One segment per execution: the slots that answered are carried through continue-as-new.
+  run.schedule.segmentsPerExecution = 1;
+  const handle = await h.startRun(run);
   const result = await handle.result();
   expect(result.finalStep).toBe(TOTAL);
+  expect((await handle.describe()).runId).not.toBe(handle.firstExecutionRunId);
   expect(impostor.log).toMatch(/refused/i);
   expect(impostor.log).not.toMatch(/rank \d of/);
   expect((await h.status(handle)).workers).toMatchObject({ world: 2, slots: [0, 1] });
