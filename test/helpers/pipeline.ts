@@ -6,7 +6,12 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Client, Connection, WorkflowHandle } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowHandle,
+  WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { CheckpointRepository } from '../../core/checkpoint/repository';
 import { loadImageDataset, writePngGrid } from '../../core/data';
@@ -175,7 +180,7 @@ export class PipelineHarness {
     };
   }
 
-  async startRun(input: TrainingRunInput): Promise<WorkflowHandle> {
+  async startRun(input: TrainingRunInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
     return this.client.workflow.start(WORKFLOW_TYPE, {
       workflowId: input.runId,
       taskQueue: CONTROL_TASK_QUEUE,
