@@ -16,6 +16,7 @@ import { Command, Option } from 'commander';
 import { runCli } from '../cli/errors';
 import { positiveInt } from '../cli/options';
 import { slotCpus } from '../infra/local/local-stack';
+import { startCoordinatorProcess } from '../coordinator/spawn';
 import type { RankJob, RankStep } from './data-parallel-rank';
 
 const REPO = path.resolve(__dirname, '..');
@@ -62,25 +63,6 @@ function start(args: string[], env: NodeJS.ProcessEnv, cpus: string | null): Pro
   return p;
 }
 
-async function startCoordinator(key: string): Promise<{ address: string; stop: () => void }> {
-  const argv = ['--import', 'tsx', 'coordinator/main.ts', '--port', '0'];
-  const child = spawn(process.execPath, argv, {
-    cwd: REPO,
-    env: { ...process.env, DDPM_COORDINATOR_KEY: key },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    child.stdout.on('data', (b: Buffer) => {
-      text += b.toString();
-      const m = /READY (\S+)/.exec(text);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`coordinator exited with ${code}`)));
-  });
-  return { address, stop: () => child.kill('SIGTERM') };
-}
-
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 runCli(async () => {
@@ -88,7 +70,8 @@ runCli(async () => {
   const counts = o.workers.split(',').map((w) => positiveInt(w.trim()));
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const key = randomBytes(24).toString('hex');
-  const coordinator = await startCoordinator(key);
+  const coordinator = await startCoordinatorProcess(key);
+  coordinator.child.stderr?.pipe(process.stderr);
   const results: Record<string, unknown>[] = [];
   try {
     for (const [i, n] of counts.entries()) {
@@ -143,7 +126,7 @@ runCli(async () => {
       log(`N=${n}: ${(o.batch / perStep).toFixed(3)} img/s (${perStep.toFixed(2)} s/step)`);
     }
   } finally {
-    coordinator.stop();
+    coordinator.child.kill('SIGTERM');
   }
   const base = results.find((r) => r.workers === 1)?.imagesPerSec as number | undefined;
   for (const r of results) {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CoordinatorError, type JoinOptions, type JoinResult } from '../coordinator/api';
 import { joinGroup } from '../coordinator/client';
+import { startCoordinatorProcess, type CoordinatorProcess } from '../coordinator/spawn';
 import { reduceInput, referenceSum } from './helpers/coordinator-data';
 import type { WorkerJob, WorkerReport } from './helpers/coordinator-worker';
 
@@ -20,35 +21,7 @@ const SEED = 7;
 
 jest.setTimeout(60_000);
 
-interface Coordinator {
-  address: string;
-  stderr: () => string;
-  child: ChildProcess;
-}
-
-function startCoordinator(): Promise<Coordinator> {
-  // `node --import tsx`, not the tsx CLI, whose wrapper process would survive a SIGKILL of itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'coordinator/main.ts', '--port', '0'], {
-    cwd: REPO,
-    env: { ...process.env, DDPM_COORDINATOR_KEY: KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolvePromise, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`coordinator did not start: ${err}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolvePromise({ address: m[1], stderr: () => err, child });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`coordinator exited (${code}): ${err}`)));
-  });
-}
+const startCoordinator = () => startCoordinatorProcess(KEY);
 
 interface WorkerResult {
   report: WorkerReport | null;
@@ -86,7 +59,7 @@ function startWorker(job: WorkerJob, hangLimitMs = 45_000): Promise<WorkerResult
   });
 }
 
-let coordinator: Coordinator;
+let coordinator: CoordinatorProcess;
 let outRoot: string;
 let runCounter = 0;
 

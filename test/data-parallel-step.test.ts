@@ -6,9 +6,11 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { CoordinatorProcess, startCoordinatorProcess } from '../coordinator/spawn';
 import { initBackend } from '../core/backend';
 import { loadImageDataset } from '../core/data';
 import { Trainer } from '../core/train/trainer';
@@ -22,7 +24,7 @@ const KEY = randomBytes(24).toString('hex');
 const STEPS = 2;
 const workdir = mkdtempSync(join(tmpdir(), 'ddpm-dp-step-'));
 let dataset: string;
-let coordinator: TrainerProcess;
+let coordinator: CoordinatorProcess;
 let address: string;
 let oneWorker: { grads: Float32Array; params: Float32Array };
 let attempt = 0;
@@ -81,9 +83,8 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
 
 beforeAll(async () => {
   dataset = await writeMicroDataset(join(workdir, 'data'));
-  coordinator = node(['coordinator/main.ts', '--port', '0'], { DDPM_COORDINATOR_KEY: KEY });
-  await coordinator.ready();
-  address = /READY (\S+)/.exec(coordinator.log)![1];
+  coordinator = await startCoordinatorProcess(KEY);
+  address = coordinator.address;
   // One worker, whole batch, in this process on the same backend.
   await initBackend('tensorflow');
   let grads: Float32Array | null = null;
@@ -101,7 +102,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (coordinator && coordinator.child.exitCode === null) await coordinator.kill('SIGTERM');
+  if (coordinator && coordinator.child.exitCode === null) {
+    coordinator.child.kill('SIGTERM');
+    await once(coordinator.child, 'exit');
+  }
   rmSync(workdir, { recursive: true, force: true });
 });
 

@@ -72,7 +72,7 @@ beforeAll(async () => {
   config = microConfig(TOTAL);
   await initBackend('tensorflow');
   reference = await uninterruptedParams(config, dataset);
-  coordinator = (await h.spawnCoordinator(KEY)).address;
+  coordinator = await h.spawnCoordinator(KEY);
   slots.push(spawnSlot(0), spawnSlot(1));
   await Promise.all(slots.map((s) => s.ready()));
 });

@@ -55,20 +55,20 @@ export async function runParallelSegment(o: ParallelSegmentOptions): Promise<Tra
     progress.attempts++;
     const expected = progress.present.length >= settings.minWorkers ? progress.present : slots;
     const outcomes = await runAttempt(o, slots, [...expected]);
-    const members = outcomes.flatMap((x) =>
-      'result' in x && x.result.admitted !== false ? [x.result as TrainSegmentResult] : [],
-    );
-    const world = members[0]?.world ?? 0;
+    const members = ringMembers(outcomes);
+    const world = members[0]?.result.world ?? 0;
     const failed = outcomes.filter((x): x is Outcome & { error: unknown } => 'error' in x);
     // As many successes as the ring had members: every member finished; failures were of non-members
     // (refused, or never started because no trainer polls that slot).
     if (world > 0 && members.length === world) {
       progress.present = outcomes.flatMap((x) => ('result' in x ? [x.slot] : []));
       progress.world = world;
-      progress.slots = membersSlots(outcomes);
+      progress.slots = members.map((m) => m.slot);
       progress.note = null;
-      const first = members.find((m) => m.rank === 0) ?? members[0];
-      return { ...first, imagesPerSec: members.reduce((sum, m) => sum + m.imagesPerSec, 0) };
+      return {
+        ...members[0].result,
+        imagesPerSec: members.reduce((sum, m) => sum + m.result.imagesPerSec, 0),
+      };
     }
     // Paused or cancelled: the members checkpointed what they completed; the caller decides what's next.
     if (wf.CancellationScope.current().consideredCancelled)
@@ -93,13 +93,15 @@ export async function runParallelSegment(o: ParallelSegmentOptions): Promise<Tra
   }
 }
 
-function membersSlots(outcomes: Outcome[]): number[] {
+/** The slots that trained in the ring and finished, in rank order (rank 0, the checkpoint writer, first). */
+function ringMembers(outcomes: Outcome[]): { slot: number; result: TrainSegmentResult }[] {
   return outcomes
     .flatMap((x) =>
-      'result' in x && x.result.admitted !== false ? [{ slot: x.slot, rank: x.result.rank ?? 0 }] : [],
+      'result' in x && x.result.admitted !== false
+        ? [{ slot: x.slot, result: x.result as TrainSegmentResult }]
+        : [],
     )
-    .sort((a, b) => a.rank - b.rank)
-    .map((m) => m.slot);
+    .sort((a, b) => (a.result.rank ?? 0) - (b.result.rank ?? 0));
 }
 
 async function runAttempt(
@@ -157,10 +159,8 @@ async function runAttempt(
 function attemptDecided(outcomes: Outcome[], slotCount: number): boolean {
   if (outcomes.length === slotCount) return true;
   if (outcomes.some((x) => 'error' in x && !sitsOut(x.error))) return true;
-  const members = outcomes.flatMap((x) =>
-    'result' in x && x.result.admitted !== false ? [x.result as TrainSegmentResult] : [],
-  );
-  return members.length > 0 && members.length === members[0].world;
+  const members = ringMembers(outcomes);
+  return members.length > 0 && members.length === members[0].result.world;
 }
 
 /** Slots expected next time: those that answered, minus the lost, refused and timed-out ones. */

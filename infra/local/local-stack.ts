@@ -8,6 +8,7 @@ import { MissingToolError, resolveTool } from './binaries';
 import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
 import { registerSearchAttributes } from './register-search-attributes';
 import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
+import { parseAddress } from '../../coordinator/protocol';
 import { TRAINER_TASK_QUEUE, slotTaskQueue } from '../../workflows/api';
 import { activityQueuePollers, trainerQueuePollers } from './trainer-pollers';
 import { sleep, waitUntil } from './wait';
@@ -90,10 +91,7 @@ function localCoordinatorKey(stateDir: string): string {
 }
 
 function tcpAnswers(address: string): Promise<boolean> {
-  const [host, port] = [
-    address.slice(0, address.lastIndexOf(':')),
-    Number(address.slice(address.lastIndexOf(':') + 1)),
-  ];
+  const { host, port } = parseAddress(address);
   return new Promise((resolve) => {
     const socket = tcpConnect({ host, port });
     socket.setTimeout(1000);

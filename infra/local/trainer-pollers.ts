@@ -27,18 +27,28 @@ interface PollerInfoLike {
   lastAccessTime?: { seconds?: unknown; nanos?: number | null } | null;
 }
 
+/** How many living workers poll one task queue, of workflow or activity tasks. */
+async function livePollers(
+  connection: Connection,
+  namespace: string,
+  name: string,
+  taskQueueType: number,
+): Promise<number> {
+  const { pollers } = await connection.workflowService.describeTaskQueue({
+    namespace,
+    taskQueue: { name, kind: TASK_QUEUE_KIND_NORMAL },
+    taskQueueType,
+  });
+  return (pollers ?? []).filter((p) => pollerAlive(p)).length;
+}
+
 /** How many living workers poll one activity task queue (e.g. a trainer slot's). */
-export async function activityQueuePollers(
+export function activityQueuePollers(
   connection: Connection,
   namespace: string,
   taskQueue: string,
 ): Promise<number> {
-  const { pollers } = await connection.workflowService.describeTaskQueue({
-    namespace,
-    taskQueue: { name: taskQueue, kind: TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: TASK_QUEUE_TYPE_ACTIVITY,
-  });
-  return (pollers ?? []).filter((p) => pollerAlive(p)).length;
+  return livePollers(connection, namespace, taskQueue, TASK_QUEUE_TYPE_ACTIVITY);
 }
 
 /** How many living workers poll the project's two task queues. */
@@ -46,17 +56,9 @@ export async function trainerQueuePollers(
   connection: Connection,
   namespace: string,
 ): Promise<TrainerQueuePollers> {
-  const count = async (name: string, taskQueueType: number) => {
-    const { pollers } = await connection.workflowService.describeTaskQueue({
-      namespace,
-      taskQueue: { name, kind: TASK_QUEUE_KIND_NORMAL },
-      taskQueueType,
-    });
-    return (pollers ?? []).filter((p) => pollerAlive(p)).length;
-  };
   const [control, trainer] = await Promise.all([
-    count(CONTROL_TASK_QUEUE, TASK_QUEUE_TYPE_WORKFLOW),
-    count(TRAINER_TASK_QUEUE, TASK_QUEUE_TYPE_ACTIVITY),
+    livePollers(connection, namespace, CONTROL_TASK_QUEUE, TASK_QUEUE_TYPE_WORKFLOW),
+    activityQueuePollers(connection, namespace, TRAINER_TASK_QUEUE),
   ]);
   return { control, trainer };
 }

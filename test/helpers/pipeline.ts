@@ -13,6 +13,7 @@ import {
   WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { startCoordinatorProcess } from '../../coordinator/spawn';
 import { CheckpointRepository } from '../../core/checkpoint/repository';
 import { loadImageDataset, writePngGrid } from '../../core/data';
 import { Trainer } from '../../core/train/trainer';
@@ -192,22 +193,11 @@ export class PipelineHarness {
     return handle.query(statusQuery);
   }
 
-  /**
-   * A data-parallel coordinator as a real process on an ephemeral loopback port; its address is in the
-   * `READY host:port` line it prints.
-   */
-  async spawnCoordinator(key: string): Promise<{ process: TrainerProcess; address: string }> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'coordinator/main.ts', '--port', '0'], {
-      cwd: REPO,
-      env: { ...process.env, DDPM_COORDINATOR_KEY: key },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const t = new TrainerProcess(child);
-    this.trainers.push(t);
-    await t.ready();
-    const address = /READY (\S+)/.exec(t.log)?.[1];
-    if (!address) throw new Error(`coordinator printed no address:\n${t.log}`);
-    return { process: t, address };
+  /** A data-parallel coordinator as a real process on an ephemeral loopback port; stopped with the rest. */
+  async spawnCoordinator(key: string): Promise<string> {
+    const c = await startCoordinatorProcess(key);
+    this.trainers.push(new TrainerProcess(c.child));
+    return c.address;
   }
 
   /** The running segment's last heartbeat, if any. */
