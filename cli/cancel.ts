@@ -5,11 +5,9 @@
  */
 import { Command } from 'commander';
 import { runCli } from './errors';
-import { runBackend, waitForRun } from './run-control';
-import { requireRun, stateName } from './run-executions';
+import { controlRunningRun, waitForRun } from './run-control';
 import { runIdOption } from './run-input';
 import { formatNumber, runOutcome, runRecord } from './run-report';
-import { openTemporalSession } from './temporal-session';
 
 const program = new Command('cancel')
   .description(
@@ -22,19 +20,14 @@ const program = new Command('cancel')
 runCli(async () => {
   const o = program.parse().opts<{ runId: string; wait?: boolean }>();
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const session = await openTemporalSession(log);
-  const d = await requireRun(session.client, o.runId, session.namespace);
-  if (d.status.name !== 'RUNNING') throw new Error(`run ${o.runId} is not running (it ${stateName(d)})`);
-  const backend = await runBackend(session, o.runId);
-  await session.ensureWorker(backend);
-  const handle = session.client.workflow.getHandle(o.runId);
+  const { session, handle, needs } = await controlRunningRun(o.runId, log);
   await handle.cancel();
   const resumeHint = `continue it later with: npm run resume -- --run-id ${o.runId}`;
   if (!o.wait) {
     process.stdout.write(`cancellation requested for run ${o.runId}; ${resumeHint}\n`);
     return;
   }
-  await waitForRun(session, o.runId, backend);
+  await waitForRun(session, o.runId, needs);
   const closed = await handle.describe();
   const outcome = await runOutcome(handle, closed);
   const record = runRecord(closed);

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { RunConfig, RunConfigSchema, getPreset } from '../core/presets';
 
@@ -14,6 +14,24 @@ export function nonNegativeInt(value: string): number {
   if (!Number.isInteger(n) || n < 0)
     throw new InvalidArgumentError(`expected a non-negative integer, got '${value}'`);
   return n;
+}
+
+/** The options that override a preset's training settings (see resolveRunConfig). */
+export function addConfigOverrideOptions(command: Command): Command {
+  return command
+    .option('--steps <n>', 'total optimizer steps (overrides the preset)', positiveInt)
+    .option('--batch <n>', 'global batch size (overrides the preset)', positiveInt)
+    .option(
+      '--micro-batch <n>',
+      'images per forward/backward pass; the batch is accumulated over these',
+      positiveInt,
+    )
+    .option(
+      '--seed <n>',
+      'run seed: data order, timesteps, noise, dropout and init derive from it',
+      nonNegativeInt,
+    )
+    .option('--lr <x>', 'peak learning rate (overrides the preset)', parseFloat);
 }
 
 export interface ConfigOverrides {

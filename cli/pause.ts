@@ -6,10 +6,8 @@
 import { Command } from 'commander';
 import { pauseSignal } from '../workflows/api';
 import { runCli } from './errors';
-import { runBackend, waitForRun } from './run-control';
-import { requireRun, stateName } from './run-executions';
+import { controlRunningRun, waitForRun } from './run-control';
 import { runIdOption } from './run-input';
-import { openTemporalSession } from './temporal-session';
 
 const program = new Command('pause')
   .description(
@@ -23,20 +21,16 @@ const program = new Command('pause')
 runCli(async () => {
   const o = program.parse().opts<{ runId: string; wait?: boolean }>();
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const session = await openTemporalSession(log);
-  const d = await requireRun(session.client, o.runId, session.namespace);
-  if (d.status.name !== 'RUNNING') throw new Error(`run ${o.runId} is not running (it ${stateName(d)})`);
-  // The workflow (and the trainer, which checkpoints) must be hosted for the pause to take effect.
-  const backend = await runBackend(session, o.runId);
-  await session.ensureWorker(backend);
-  await session.client.workflow.getHandle(o.runId).signal(pauseSignal);
+  // The workflow (and the trainers, which checkpoint) must be hosted for the pause to take effect.
+  const { session, handle, needs } = await controlRunningRun(o.runId, log);
+  await handle.signal(pauseSignal);
   if (!o.wait) {
     process.stdout.write(
       `pause requested for run ${o.runId}; resume with: npm run resume -- --run-id ${o.runId}\n`,
     );
     return;
   }
-  const s = await waitForRun(session, o.runId, backend, (status) => status.phase === 'paused');
+  const s = await waitForRun(session, o.runId, needs, (status) => status.phase === 'paused');
   if (!s) throw new Error(`run ${o.runId} ended before it paused`);
   process.stdout.write(
     `run ${o.runId} paused at step ${s.step}; resume with: npm run resume -- --run-id ${o.runId}\n`,

@@ -15,7 +15,7 @@ import {
 } from './run-executions';
 import { runIdOption } from './run-input';
 import { queryStatus, resultLines } from './run-report';
-import { openTemporalSession } from './temporal-session';
+import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { watchRun } from './watch-run';
 
 const program = new Command('resume')
@@ -40,8 +40,8 @@ runCli(async () => {
     return;
   }
   const input = await lastRunInput(session.client, runId);
-  const workers = input.parallel?.workers ?? 1;
-  await session.ensureWorker(input.backend, { workers });
+  const needs = workerNeedsOf(input);
+  await session.ensureWorker(needs);
   const handle = session.client.workflow.getHandle(runId);
   if (state === 'running') {
     const status = await queryStatus(session.client, handle);
@@ -60,7 +60,7 @@ runCli(async () => {
   if (!o.watch) return;
   const watched = await watchRun(session.client, runId, {
     log,
-    keepWorker: () => session.ensureWorker(input.backend, { recheck: true, workers }),
+    keepWorker: () => session.ensureWorker(needs, { recheck: true }),
   });
   if (watched.state === 'detached') return;
   if (watched.state !== 'completed') throw new Error(`run ${runId} ${watched.state}: ${watched.message}`);

@@ -1,17 +1,33 @@
-import type { WorkerBackend } from '../infra/local/local-stack';
+import type { WorkflowHandle } from '@temporalio/client';
 import { sleep } from '../infra/local/wait';
 import type { RunStatus } from '../workflows/api';
-import { lastRunInput } from './run-executions';
+import { lastRunInput, requireRun, stateName } from './run-executions';
 import { queryStatus } from './run-report';
-import type { TemporalSession } from './temporal-session';
+import { TemporalSession, WorkerNeeds, openTemporalSession, workerNeedsOf } from './temporal-session';
 
-/** The backend a run's trainers use, so a worker started for it initialises that one. */
-export async function runBackend(session: TemporalSession, runId: string): Promise<WorkerBackend> {
+/** The backend and slots a run's trainers use, so workers started for it match. */
+export async function runWorkerNeeds(session: TemporalSession, runId: string): Promise<WorkerNeeds> {
   try {
-    return (await lastRunInput(session.client, runId)).backend;
+    return workerNeedsOf(await lastRunInput(session.client, runId));
   } catch {
-    return 'auto';
+    return { backend: 'auto', workers: 1 };
   }
+}
+
+/**
+ * The common start of commands that act on a running run (pause, cancel): connect, check that it runs,
+ * and make sure its workflow and trainers are hosted, so what is asked takes effect.
+ */
+export async function controlRunningRun(
+  runId: string,
+  log: (line: string) => void,
+): Promise<{ session: TemporalSession; handle: WorkflowHandle; needs: WorkerNeeds }> {
+  const session = await openTemporalSession(log);
+  const d = await requireRun(session.client, runId, session.namespace);
+  if (d.status.name !== 'RUNNING') throw new Error(`run ${runId} is not running (it ${stateName(d)})`);
+  const needs = await runWorkerNeeds(session, runId);
+  await session.ensureWorker(needs);
+  return { session, handle: session.client.workflow.getHandle(runId), needs };
 }
 
 /**
@@ -21,7 +37,7 @@ export async function runBackend(session: TemporalSession, runId: string): Promi
 export async function waitForRun(
   session: TemporalSession,
   runId: string,
-  backend: WorkerBackend,
+  needs: WorkerNeeds,
   done?: (s: RunStatus) => boolean,
 ): Promise<RunStatus | null> {
   const handle = session.client.workflow.getHandle(runId);
@@ -33,7 +49,7 @@ export async function waitForRun(
     if (s && done?.(s)) return s;
     if (Date.now() - workerCheckedAt > 15_000) {
       workerCheckedAt = Date.now();
-      await session.ensureWorker(backend, { recheck: true });
+      await session.ensureWorker(needs, { recheck: true });
     }
     await sleep(1_000);
   }

@@ -10,11 +10,17 @@ import { presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
 import { UsageError, runCli } from './errors';
-import { ConfigOverrides, defaultRunId, nonNegativeInt, positiveInt, resolveRunConfig } from './options';
+import {
+  ConfigOverrides,
+  addConfigOverrideOptions,
+  defaultRunId,
+  positiveInt,
+  resolveRunConfig,
+} from './options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
 import { BACKENDS, absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
 import { resultLines } from './run-report';
-import { openTemporalSession } from './temporal-session';
+import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
 import { temporalSettings } from '../workers/temporal-config';
 import { watchRun } from './watch-run';
@@ -25,42 +31,31 @@ const positiveNumber = (value: string): number => {
   return n;
 };
 
-const program = new Command('start-run')
-  .description(
-    'Start a DDPM training run on Temporal, or re-attach to it, and show its progress. With no Temporal address ' +
-      'configured (TEMPORAL_ADDRESS / profile), it first brings up the local stack: a Temporal dev server and a ' +
-      'trainer worker, both left running in the background. Ctrl-C stops watching; the run carries on.',
-  )
-  .addOption(
-    new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
-  )
-  .option(
-    '--dataset <path>',
-    'CIFAR-10 binary dir or .tar.gz, MNIST IDX dir, PNG dir, or s3://bucket/key (default: looked up in ' +
-      '$DDPM_DATA_DIR, ./data, ../shared/data)',
-  )
-  .option(
-    '--store <uri>',
-    'where run artifacts go: a directory (made absolute) or s3://bucket/prefix',
-    'runs',
-  )
-  .option('--run-id <id>', 'run to start or re-attach to (default: <preset>-<timestamp>)', runIdOption)
-  .addOption(
-    new Option('--backend <name>', 'TF.js backend of the trainers').choices(BACKENDS).default('auto'),
-  )
-  .option('--steps <n>', 'total optimizer steps (overrides the preset)', positiveInt)
-  .option('--batch <n>', 'global batch size (overrides the preset)', positiveInt)
-  .option(
-    '--micro-batch <n>',
-    'images per forward/backward pass; the batch is accumulated over these',
-    positiveInt,
-  )
-  .option(
-    '--seed <n>',
-    'run seed: data order, timesteps, noise, dropout and init derive from it',
-    nonNegativeInt,
-  )
-  .option('--lr <x>', 'peak learning rate (overrides the preset)', parseFloat)
+const program = addConfigOverrideOptions(
+  new Command('start-run')
+    .description(
+      'Start a DDPM training run on Temporal, or re-attach to it, and show its progress. With no Temporal address ' +
+        'configured (TEMPORAL_ADDRESS / profile), it first brings up the local stack: a Temporal dev server and a ' +
+        'trainer worker, both left running in the background. Ctrl-C stops watching; the run carries on.',
+    )
+    .addOption(
+      new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
+    )
+    .option(
+      '--dataset <path>',
+      'CIFAR-10 binary dir or .tar.gz, MNIST IDX dir, PNG dir, or s3://bucket/key (default: looked up in ' +
+        '$DDPM_DATA_DIR, ./data, ../shared/data)',
+    )
+    .option(
+      '--store <uri>',
+      'where run artifacts go: a directory (made absolute) or s3://bucket/prefix',
+      'runs',
+    )
+    .option('--run-id <id>', 'run to start or re-attach to (default: <preset>-<timestamp>)', runIdOption)
+    .addOption(
+      new Option('--backend <name>', 'TF.js backend of the trainers').choices(BACKENDS).default('auto'),
+    ),
+)
   .option(
     '--checkpoint-every <n>',
     'steps between checkpoints (default: a tenth of the run, at most 5000)',
@@ -243,8 +238,8 @@ runCli(async () => {
     for (const line of resultLines(result, storeUri)) say(line);
     return;
   }
-  const workers = input.parallel?.workers ?? 1;
-  await session.ensureWorker(input.backend, { workers });
+  const needs = workerNeedsOf(input);
+  await session.ensureWorker(needs);
   if (state === 'running') {
     log(`run ${runId} is already running: re-attaching (the options given now do not change it)`);
   } else {
@@ -268,7 +263,7 @@ runCli(async () => {
 
   const outcome = await watchRun(session.client, runId, {
     log,
-    keepWorker: () => session.ensureWorker(input.backend, { recheck: true, workers }),
+    keepWorker: () => session.ensureWorker(needs, { recheck: true }),
   });
   if (outcome.state === 'detached') {
     say(`detached: run ${runId} keeps running. Watch it again with:`);

@@ -6,7 +6,7 @@
 import { Command } from 'commander';
 import type { RunStatus } from '../workflows/api';
 import { runCli } from './errors';
-import { runBackend } from './run-control';
+import { runWorkerNeeds } from './run-control';
 import { lastRunInput, requireRun, stateName } from './run-executions';
 import {
   formatNumber,
@@ -142,10 +142,10 @@ runCli(async () => {
   else printLines(report);
   if (!o.watch || d.status.name !== 'RUNNING') return;
 
-  const backend = await runBackend(session, runId);
+  const needs = await runWorkerNeeds(session, runId);
   const watched = await watchRun(session.client, runId, {
     log,
-    keepWorker: () => session.ensureWorker(backend, { recheck: true }),
+    keepWorker: () => session.ensureWorker(needs, { recheck: true }),
   });
   if (watched.state === 'detached') return;
   if (watched.state !== 'completed') throw new Error(`run ${runId} ${watched.state}: ${watched.message}`);

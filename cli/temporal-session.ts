@@ -7,8 +7,19 @@ import {
   localStackSettings,
 } from '../infra/local/local-stack';
 import { activityQueuePollers, trainerQueuePollers } from '../infra/local/trainer-pollers';
-import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, slotTaskQueue } from '../workflows/api';
+import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, TrainingRunInput, slotTaskQueue } from '../workflows/api';
 import { temporalSettings } from '../workers/temporal-config';
+
+/** What a run needs polling for it: trainers on its backend, and its number of data-parallel slots. */
+export interface WorkerNeeds {
+  backend: WorkerBackend;
+  workers: number;
+}
+
+/** The worker needs of a run input (one trainer unless it is data-parallel). */
+export function workerNeedsOf(input: TrainingRunInput): WorkerNeeds {
+  return { backend: input.backend, workers: input.parallel?.workers ?? 1 };
+}
 
 export interface TemporalSession {
   client: Client;
@@ -20,7 +31,7 @@ export interface TemporalSession {
    * warning when none does (workers there are deployed, not spawned by the CLI). `recheck` is the quiet,
    * non-blocking form for long waits: it replaces a local worker that died and warns at most once.
    */
-  ensureWorker(backend: WorkerBackend, opts?: { recheck?: boolean; workers?: number }): Promise<void>;
+  ensureWorker(needs: WorkerNeeds, opts?: { recheck?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,8 +50,8 @@ export async function openTemporalSession(log: Log): Promise<TemporalSession> {
     return {
       ...session,
       whereToSee: (runId) => webUiLink(server, runId),
-      ensureWorker: (backend, opts) =>
-        ensureLocalWorker(settings, server, backend, log, opts?.recheck ? 0 : undefined, opts?.workers),
+      ensureWorker: (needs, opts) =>
+        ensureLocalWorker(settings, server, needs.backend, log, opts?.recheck ? 0 : undefined, needs.workers),
     };
   }
   const session = await connect(t.address, t.connectionOptions, t.namespace);
@@ -48,7 +59,7 @@ export async function openTemporalSession(log: Log): Promise<TemporalSession> {
   return {
     ...session,
     whereToSee: (runId) => `workflow ${runId} in namespace ${t.namespace} on ${t.address}`,
-    ensureWorker: async (_backend, opts) => {
+    ensureWorker: async ({ workers }, opts) => {
       if (opts?.recheck && warned) return;
       try {
         const p = await trainerQueuePollers(session.connection, t.namespace);
@@ -59,7 +70,6 @@ export async function openTemporalSession(log: Log): Promise<TemporalSession> {
               `the run waits until one does (start one with 'npm run worker')`,
           );
         }
-        const workers = opts?.workers ?? 1;
         const slots = workers > 1 ? Array.from({ length: workers }, (_, k) => k) : [];
         const idle: number[] = [];
         for (const k of slots) {

@@ -8,44 +8,33 @@ import { runLocal } from './local-run';
 import {
   ConfigOverrides,
   RunIdSchema,
+  addConfigOverrideOptions,
   defaultRunId,
-  nonNegativeInt,
   positiveInt,
   resolveRunConfig,
 } from './options';
 
-const program = new Command('train')
-  .description(
-    'Train a DDPM in this one process, without Temporal: loads the dataset, resumes the run from its newest valid checkpoint if it ' +
-      'has one, and writes checkpoints, sample grids and metrics under <store>/<run-id>/.',
-  )
-  .addOption(
-    new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
-  )
-  .requiredOption(
-    '--dataset <path>',
-    'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, or a directory of PNGs',
-  )
-  .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
-  .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
-  .addOption(
-    new Option('--backend <name>', 'TF.js backend')
-      .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
-      .default('auto'),
-  )
-  .option('--steps <n>', 'total optimizer steps (overrides the preset)', positiveInt)
-  .option('--batch <n>', 'global batch size (overrides the preset)', positiveInt)
-  .option(
-    '--micro-batch <n>',
-    'images per forward/backward pass; the batch is accumulated over these',
-    positiveInt,
-  )
-  .option(
-    '--seed <n>',
-    'run seed: data order, timesteps, noise, dropout and init derive from it',
-    nonNegativeInt,
-  )
-  .option('--lr <x>', 'peak learning rate (overrides the preset)', parseFloat)
+const program = addConfigOverrideOptions(
+  new Command('train')
+    .description(
+      'Train a DDPM in this one process, without Temporal: loads the dataset, resumes the run from its newest valid checkpoint if it ' +
+        'has one, and writes checkpoints, sample grids and metrics under <store>/<run-id>/.',
+    )
+    .addOption(
+      new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
+    )
+    .requiredOption(
+      '--dataset <path>',
+      'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, or a directory of PNGs',
+    )
+    .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
+    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
+    .addOption(
+      new Option('--backend <name>', 'TF.js backend')
+        .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
+        .default('auto'),
+    ),
+)
   .option(
     '--checkpoint-every <n>',
     'steps between checkpoints (default: a tenth of the run, at most 5000)',
