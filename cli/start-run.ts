@@ -1,12 +1,14 @@
 /**
  * Starts a training run on Temporal (or re-attaches to it) and shows its progress.
  *
+ *   npm run start-run                     # the default: digits preset on the embedded MNIST digits
  *   npm run start-run -- --preset cifar10 [--dataset PATH|s3://...] [--store DIR|s3://...] [--run-id ID]
  */
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { detectFormat } from '../core/data/detect-format';
-import { presetNames } from '../core/presets';
+import { isEmbeddedSource } from '../core/data';
+import { DEFAULT_PRESET, presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
 import { UsageError, runCli } from './errors';
@@ -39,12 +41,14 @@ const program = addConfigOverrideOptions(
         'trainer worker, both left running in the background. Ctrl-C stops watching; the run carries on.',
     )
     .addOption(
-      new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
+      new Option('--preset <name>', 'model and training preset')
+        .choices(presetNames())
+        .default(DEFAULT_PRESET),
     )
     .option(
       '--dataset <path>',
-      'CIFAR-10 binary dir or .tar.gz, MNIST IDX dir, PNG dir, or s3://bucket/key (default: looked up in ' +
-        '$DDPM_DATA_DIR, ./data, ../shared/data)',
+      'CIFAR-10 binary dir or .tar.gz, MNIST IDX dir, PNG dir, s3://bucket/key, or embedded:mnist-digits ' +
+        "(default: the digits preset's embedded digits; others are looked up in $DDPM_DATA_DIR, ./data, ../shared/data)",
     )
     .option(
       '--store <uri>',
@@ -112,6 +116,7 @@ const program = addConfigOverrideOptions(
     'after',
     `
 Examples:
+  npm run start-run                                   # digits preset on the embedded MNIST digits
   npm run start-run -- --preset cifar10 --dataset ./data/cifar-10-batches-bin
   npm run start-run -- --preset tiny --steps 300 --run-id smoke --detach
   npm run start-run -- --preset cifar10 --run-id cifar10-20250101-120000   # re-attach
@@ -186,7 +191,7 @@ async function runInputFrom(o: Options, localCoordinator: string | null): Promis
   let dataset = o.dataset ?? findDefaultDataset(config);
   if (!dataset.startsWith('s3://')) {
     // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
-    dataset = path.resolve(dataset);
+    if (!isEmbeddedSource(dataset)) dataset = path.resolve(dataset);
     try {
       await detectFormat(dataset);
     } catch (err) {

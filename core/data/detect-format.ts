@@ -1,4 +1,5 @@
 import { CIFAR10_BATCH_DIRECTORY, isCifar10BatchName } from './cifar10';
+import { EMBEDDED_DIGITS, isEmbeddedSource } from './embedded-digits';
 import { DatasetError } from './errors';
 import { nameWithoutGz, readContentHead } from './file-bytes';
 import { IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, readIdxMagic } from './mnist-idx';
@@ -51,5 +52,9 @@ async function detectFileFormat(file: string): Promise<DatasetFormat> {
 
 /** Works out which format a dataset source holds, from its names and first bytes. */
 export async function detectFormat(source: string): Promise<DatasetFormat> {
+  if (isEmbeddedSource(source)) {
+    if (source === EMBEDDED_DIGITS) return 'embedded-digits';
+    throw new DatasetError(source, `unknown embedded dataset (the one shipped is ${EMBEDDED_DIGITS})`);
+  }
   return (await pathKind(source)) === 'directory' ? detectDirectoryFormat(source) : detectFileFormat(source);
 }

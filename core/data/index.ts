@@ -1,5 +1,6 @@
 /** Image datasets for training (CIFAR-10, MNIST, PNG folders) and PNG grids for looking at samples. */
 export { DatasetError } from './errors';
+export { EMBEDDED_DIGITS, isEmbeddedSource } from './embedded-digits';
 export { loadImageDataset, type LoadImageDatasetOptions } from './load';
 export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
 export { toFloatRange, toUint8Range } from './pixel-range';

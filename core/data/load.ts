@@ -1,5 +1,6 @@
 import { loadCifar10 } from './cifar10';
 import { detectFormat } from './detect-format';
+import { loadEmbeddedDigits } from './embedded-digits';
 import { DatasetError } from './errors';
 import { loadMnist } from './mnist';
 import { loadPngDirectory } from './png-directory';
@@ -12,12 +13,13 @@ export interface LoadImageDatasetOptions {
   split?: DatasetSplit;
 }
 
-const FORMATS: readonly string[] = ['auto', 'cifar10', 'mnist', 'png-dir'];
+const FORMATS: readonly string[] = ['auto', 'cifar10', 'mnist', 'png-dir', 'embedded-digits'];
 const SPLITS: readonly string[] = ['train', 'test', 'all'];
 
 /**
  * Reads an image dataset into memory as NHWC bytes. `source` is a CIFAR-10 batch directory, .bin file or
- * cifar-10-binary.tar.gz; an MNIST directory or IDX images file (raw or .gz); or a directory of PNGs.
+ * cifar-10-binary.tar.gz; an MNIST directory or IDX images file (raw or .gz); a directory of PNGs; or
+ * the digits that ship with the install (EMBEDDED_DIGITS).
  * Every problem with the data is a one-line DatasetError naming the file.
  */
 export async function loadImageDataset(
@@ -47,6 +49,9 @@ export async function loadImageDataset(
       break;
     case 'png-dir':
       batch = await loadPngDirectory(source);
+      break;
+    case 'embedded-digits':
+      batch = await loadEmbeddedDigits(source, split);
       break;
   }
   return { source, format, ...batch };

@@ -1,5 +1,5 @@
 /** The dataset formats loadImageDataset understands. */
-export type DatasetFormat = 'cifar10' | 'mnist' | 'png-dir';
+export type DatasetFormat = 'cifar10' | 'mnist' | 'png-dir' | 'embedded-digits';
 
 /** Which part of a dataset with a train/test division to load; formats without one ignore it. */
 export type DatasetSplit = 'train' | 'test' | 'all';
