@@ -1,15 +1,21 @@
 import { heartbeat } from '@temporalio/activity';
-import { loadImageDataset, parseShardManifest, splitIntoShards } from '../core/data';
+import { loadHeldOutSplit, loadImageDataset, parseShardManifest, writeShardedSplit } from '../core/data';
+import { datasetManifestKey, heldOutManifestKey } from '../core/run-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
 import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
 
+/** Where the held-out manifest sits relative to the training manifest (recorded in the latter). */
+const HELD_OUT_RELATIVE = 'test/manifest.json';
+
 /**
  * Reads the dataset source once and writes it into the store as checksummed shards under
- * `<runId>/dataset/`, manifest last. Idempotent: a run that already has a valid manifest keeps it.
+ * `<runId>/dataset/` (labels too, when the source has them), and its declared held-out split under
+ * `<runId>/dataset/test/`; the training manifest goes last. Idempotent: a run that already has a valid
+ * manifest keeps it.
  */
 export async function prepareDataset(input: PrepareDatasetInput): Promise<PreparedDataset> {
   const store = storeFor(input.storeUri);
-  const manifestKey = `${input.runId}/dataset/manifest.json`;
+  const manifestKey = datasetManifestKey(input.runId);
   try {
     const existing = await store.tryGet(manifestKey);
     if (existing) {
@@ -17,6 +23,7 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       log(`dataset already prepared: ${m.count} images from ${m.source}`);
       return {
         datasetKey: manifestKey,
+        heldOutKey: m.heldOut ? heldOutManifestKey(input.runId) : null,
         count: m.count,
         height: m.height,
         width: m.width,
@@ -27,17 +34,31 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
     const local = await localCopyOf(input.dataset);
     try {
       const ds = await loadImageDataset(local.path, { split: 'train' });
-      const { manifest, shards } = splitIntoShards({ ...ds, source: input.dataset });
-      for (const [name, bytes] of shards) {
-        heartbeat({ phase: 'writing', shard: name });
-        await store.put(`${input.runId}/dataset/${name}`, bytes);
+      const heldOut = await loadHeldOutSplit(local.path);
+      const beat = (name: string) => heartbeat({ phase: 'writing', shard: name });
+      if (heldOut) {
+        await writeShardedSplit(
+          store,
+          heldOutManifestKey(input.runId),
+          { ...heldOut, source: input.dataset },
+          {},
+          beat,
+        );
       }
-      await store.put(manifestKey, JSON.stringify(manifest, null, 2));
+      await writeShardedSplit(
+        store,
+        manifestKey,
+        { ...ds, source: input.dataset },
+        { heldOut: heldOut ? HELD_OUT_RELATIVE : null },
+        beat,
+      );
       log(
-        `dataset prepared: ${ds.count} images ${ds.height}x${ds.width}x${ds.channels} in ${shards.size} shards`,
+        `dataset prepared: ${ds.count} images ${ds.height}x${ds.width}x${ds.channels}` +
+          (heldOut ? `, ${heldOut.count} held out` : ', no held-out split'),
       );
       return {
         datasetKey: manifestKey,
+        heldOutKey: heldOut ? heldOutManifestKey(input.runId) : null,
         count: ds.count,
         height: ds.height,
         width: ds.width,

@@ -136,6 +136,8 @@ export interface PrepareDatasetInput {
 export interface PreparedDataset {
   /** Key of the dataset manifest in the store. */
   datasetKey: string;
+  /** Key of the held-out split's manifest; null when the source declares none (absent in older results). */
+  heldOutKey?: string | null;
   count: number;
   height: number;
   width: number;

@@ -2,13 +2,18 @@
 export { DatasetError } from './errors';
 export { EMBEDDED_DIGITS, isEmbeddedSource } from './embedded-digits';
 export { loadImageDataset, type LoadImageDatasetOptions } from './load';
+export { loadHeldOutSplit } from './held-out';
 export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
 export { toFloatRange, toUint8Range } from './pixel-range';
 export type { DatasetFormat, DatasetSplit, ImageDataset } from './types';
 export {
   SHARD_FORMAT,
+  datasetFingerprint,
   joinShards,
   parseShardManifest,
+  readShardedSplit,
+  writeShardedSplit,
+  type ShardObjects,
   splitIntoShards,
   type ShardManifest,
   type ShardedImages,

@@ -17,6 +17,20 @@ export interface ShardManifest {
   width: number;
   channels: number;
   shards: { name: string; count: number; sha256: string }[];
+  /** One class index per image (uint8, image order), when the source has labels. Absent in older manifests. */
+  labels?: { name: string; sha256: string };
+  /**
+   * Training manifests only: the held-out split's manifest, relative to this one ('test/manifest.json'),
+   * or null when the source declares none. Absent in manifests written before held-out splits were kept.
+   */
+  heldOut?: string | null;
+}
+
+/** The slice of an object store that prepared splits need (store/'s local and S3 stores implement it). */
+export interface ShardObjects {
+  readonly uri: string;
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  get(key: string): Promise<Uint8Array>;
 }
 
 export interface ShardedImages {
@@ -25,12 +39,16 @@ export interface ShardedImages {
   width: number;
   channels: number;
   pixels: Uint8Array;
+  /** Present when the manifest lists labels. */
+  labels?: Uint8Array;
 }
+
+const LABELS_NAME = 'labels.u8';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 export function splitIntoShards(
-  ds: Pick<ImageDataset, 'source' | 'count' | 'height' | 'width' | 'channels' | 'pixels'>,
+  ds: Pick<ImageDataset, 'source' | 'count' | 'height' | 'width' | 'channels' | 'pixels' | 'labels'>,
   imagesPerShard = 8192,
 ): { manifest: ShardManifest; shards: Map<string, Uint8Array> } {
   const perImage = ds.height * ds.width * ds.channels;
@@ -44,10 +62,24 @@ export function splitIntoShards(
     entries.push({ name, count, sha256: sha256(bytes) });
   }
   const { source, count, height, width, channels } = ds;
-  return {
-    manifest: { format: SHARD_FORMAT, version: 1, source, count, height, width, channels, shards: entries },
-    shards,
+  const manifest: ShardManifest = {
+    format: SHARD_FORMAT,
+    version: 1,
+    source,
+    count,
+    height,
+    width,
+    channels,
+    shards: entries,
   };
+  if (ds.labels) {
+    if (ds.labels.length !== ds.count) {
+      throw new DatasetError(ds.source, `has ${ds.labels.length} labels for ${ds.count} images`);
+    }
+    shards.set(LABELS_NAME, ds.labels);
+    manifest.labels = { name: LABELS_NAME, sha256: sha256(ds.labels) };
+  }
+  return { manifest, shards };
 }
 
 export function parseShardManifest(bytes: Uint8Array, where: string): ShardManifest {
@@ -82,5 +114,57 @@ export async function joinShards(
   }
   if (offset !== pixels.length) throw new DatasetError(where, 'shards do not add up to the manifest count');
   const { count, height, width, channels } = manifest;
-  return { count, height, width, channels, pixels };
+  if (!manifest.labels) return { count, height, width, channels, pixels };
+  const labels = await readShard(manifest.labels.name);
+  if (labels.length !== count || sha256(labels) !== manifest.labels.sha256) {
+    throw new DatasetError(
+      `${where}/${manifest.labels.name}`,
+      'labels size or checksum does not match the manifest',
+    );
+  }
+  return { count, height, width, channels, pixels, labels };
+}
+
+/**
+ * Names a dataset by its contents (the shards' checksums and image shape), so caches derived from it
+ * (classifier, reference statistics) are shared by every run that prepared the same data.
+ */
+export function datasetFingerprint(manifest: ShardManifest): string {
+  const { count, height, width, channels, shards, labels } = manifest;
+  const identity = JSON.stringify({ count, height, width, channels, shards, labels: labels?.sha256 ?? null });
+  return sha256(Buffer.from(identity)).slice(0, 16);
+}
+
+const dirOf = (key: string) => key.slice(0, key.lastIndexOf('/'));
+
+/**
+ * Writes a split as shards (and labels) beside `manifestKey`, the manifest last: a reader sees the whole
+ * split or none of it. `extra` goes into the manifest (e.g. the training manifest's heldOut pointer).
+ */
+export async function writeShardedSplit(
+  store: ShardObjects,
+  manifestKey: string,
+  ds: Pick<ImageDataset, 'source' | 'count' | 'height' | 'width' | 'channels' | 'pixels' | 'labels'>,
+  extra: Pick<ShardManifest, 'heldOut'> = {},
+  onObject: (name: string) => void = () => undefined,
+): Promise<ShardManifest> {
+  const { manifest, shards } = splitIntoShards(ds);
+  for (const [name, bytes] of shards) {
+    onObject(name);
+    await store.put(`${dirOf(manifestKey)}/${name}`, bytes);
+  }
+  const full = { ...manifest, ...extra };
+  await store.put(manifestKey, JSON.stringify(full, null, 2));
+  return full;
+}
+
+/** Reads a prepared split back, verifying every object against its manifest. */
+export async function readShardedSplit(
+  store: ShardObjects,
+  manifestKey: string,
+): Promise<{ manifest: ShardManifest; images: ShardedImages }> {
+  const manifest = parseShardManifest(await store.get(manifestKey), `${store.uri}/${manifestKey}`);
+  const dir = dirOf(manifestKey);
+  const images = await joinShards(manifest, (name) => store.get(`${dir}/${name}`), `${store.uri}/${dir}`);
+  return { manifest, images };
 }
