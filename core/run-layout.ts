@@ -8,7 +8,8 @@
  *   <run>/metrics/<step>.jsonl                              training metrics (loss, lr, ...) up to that checkpoint
  *   <run>/metrics/eval/<step>-<id>.jsonl                    one evaluation: one JSON line per metric
  *   <run>/plots/metrics.png, index.html                     plots regenerated after each evaluation
- *   <run>/tensorboard/events.out.tfevents.ddpm              TensorBoard scalars (native backend only)
+ *   <run>/tensorboard/events.out.tfevents.<step>.<part>     TensorBoard scalars, one file per metrics object
+ *                                                           (native backend only)
  *   _shared/datasets/<fingerprint>/...                      per-dataset caches shared by every run of a store:
  *     classifier/{model.json,weights.bin,info.json}           the built-in quality classifier
  *     reference/<extractor>-<split>/{stats.json,*.f64,*.f32}  reference feature statistics for FID/KID
@@ -58,9 +59,16 @@ export function plotKeys(runId: string): { png: string; html: string } {
   return { png: `${runId}/plots/metrics.png`, html: `${runId}/plots/index.html` };
 }
 
-/** One fixed name, rewritten whole at each regeneration, so TensorBoard never sees duplicate points. */
-export function tensorboardEventsKey(runId: string): string {
-  return `${runId}/tensorboard/events.out.tfevents.ddpm`;
+export function tensorboardPrefix(runId: string): string {
+  return `${runId}/tensorboard/`;
+}
+
+/**
+ * The event file made from one metrics object. Names sort in the order the objects are written (training
+ * lines up to a step, then that step's evaluations), which is the order TensorBoard reads them in.
+ */
+export function tensorboardEventsKey(runId: string, step: number, part: string): string {
+  return `${tensorboardPrefix(runId)}events.out.tfevents.${stepName(step)}.${part}`;
 }
 
 export function sharedDatasetPrefix(fingerprint: string): string {

@@ -59,7 +59,8 @@ export interface ImagesToScore {
 /** Strata of 1..T-1: [start, end) pairs of near-equal size. */
 export function klStrata(T: number, k: number): Array<[number, number]> {
   const n = T - 1;
-  if (!Number.isInteger(k) || k < 1 || k > n) throw new RangeError(`timesteps per image must be 1..${n}, got ${k}`);
+  if (!Number.isInteger(k) || k < 1 || k > n)
+    throw new RangeError(`timesteps per image must be 1..${n}, got ${k}`);
   const out: Array<[number, number]> = [];
   for (let s = 0; s < k; s++) out.push([1 + Math.floor((s * n) / k), 1 + Math.floor(((s + 1) * n) / k)]);
   return out;

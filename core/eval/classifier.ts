@@ -29,7 +29,12 @@ export interface ClassifierSettings {
   learningRate: number;
 }
 
-export const CLASSIFIER_DEFAULTS: ClassifierSettings = { seed: 0, epochs: 4, batchSize: 64, learningRate: 2e-3 };
+export const CLASSIFIER_DEFAULTS: ClassifierSettings = {
+  seed: 0,
+  epochs: 4,
+  batchSize: 64,
+  learningRate: 2e-3,
+};
 
 export const CLASSIFIER_FORMAT = 'ddpm-quality-classifier';
 export const FEATURE_LAYER = 'features';
@@ -77,7 +82,10 @@ function buildModel(shape: [number, number, number], classes: number, seed: numb
 const toInput = (pixels: Uint8Array, count: number, h: number, w: number, c: number) =>
   tf.tidy(() => tf.div(tf.tensor4d(Float32Array.from(pixels), [count, h, w, c]), 255));
 
-function slice(images: LabelledImages | Omit<LabelledImages, 'labels'>, order: ArrayLike<number>): Uint8Array {
+function slice(
+  images: LabelledImages | Omit<LabelledImages, 'labels'>,
+  order: ArrayLike<number>,
+): Uint8Array {
   const per = images.height * images.width * images.channels;
   const out = new Uint8Array(order.length * per);
   for (let i = 0; i < order.length; i++)
@@ -111,7 +119,10 @@ export async function trainClassifier(
       const idx = order.subarray(b * settings.batchSize, Math.min((b + 1) * settings.batchSize, train.count));
       const x = toInput(slice(train, idx), idx.length, ...shape);
       const y = tf.oneHot(
-        tf.tensor1d(Int32Array.from(idx, (i) => train.labels[i]), 'int32'),
+        tf.tensor1d(
+          Int32Array.from(idx, (i) => train.labels[i]),
+          'int32',
+        ),
         classes,
       ) as tf.Tensor2D;
       const loss = (await model.trainOnBatch(x, y)) as number;

@@ -76,7 +76,12 @@ export class FeatureExtractor {
     const want = this.inputChannels();
     return tf.tidy(() => {
       let x = tf.div<tf.Tensor4D>(
-        tf.tensor4d(Float32Array.from(batch.pixels), [batch.count, batch.height, batch.width, batch.channels]),
+        tf.tensor4d(Float32Array.from(batch.pixels), [
+          batch.count,
+          batch.height,
+          batch.width,
+          batch.channels,
+        ]),
         255,
       );
       if (batch.channels === 1 && want === 3) x = tf.tile(x, [1, 1, 1, 3]);
@@ -114,7 +119,11 @@ export class FeatureExtractor {
     let dim = 0;
     for (let first = 0; first < images.count; first += batchSize) {
       const n = Math.min(batchSize, images.count - first);
-      const x = this.prepare({ ...images, count: n, pixels: images.pixels.subarray(first * per, (first + n) * per) });
+      const x = this.prepare({
+        ...images,
+        count: n,
+        pixels: images.pixels.subarray(first * per, (first + n) * per),
+      });
       const f = this.forward(x);
       x.dispose();
       dim = f.shape[1];

@@ -1,3 +1,4 @@
+import { breathe } from './breathe';
 import { matmul, symmetricEigen } from './symmetric-eigen';
 
 /** Mean and covariance of a set of feature vectors, in float64 (what FID compares). */
@@ -21,7 +22,7 @@ export interface FeatureMatrix {
  * Mean and unbiased covariance in float64. Rows are centred first (two passes), so the covariance does not
  * suffer the cancellation of the one-pass sum-of-products formula; only the upper triangle is computed.
  */
-export function gaussianStats(f: FeatureMatrix): GaussianStats {
+export async function gaussianStats(f: FeatureMatrix): Promise<GaussianStats> {
   const { count: n, dim: d, values } = f;
   if (n < 2) throw new RangeError(`a covariance needs at least 2 feature vectors, got ${n}`);
   if (values.length !== n * d) throw new RangeError(`expected ${n}x${d} values, got ${values.length}`);
@@ -31,6 +32,7 @@ export function gaussianStats(f: FeatureMatrix): GaussianStats {
   const cov = new Float64Array(d * d);
   const row = new Float64Array(d);
   for (let i = 0; i < n; i++) {
+    await breathe();
     for (let j = 0; j < d; j++) row[j] = values[i * d + j] - mean[j];
     for (let a = 0; a < d; a++) {
       const ra = row[a];
@@ -61,8 +63,8 @@ function sqrtEigenvalues(values: Float64Array, n: number): Float64Array {
 }
 
 /** The symmetric positive semi-definite square root, via the eigendecomposition. */
-export function psdSqrt(matrix: Float64Array, n: number): Float64Array {
-  const { values, vectors } = symmetricEigen(matrix, n, true);
+export async function psdSqrt(matrix: Float64Array, n: number): Promise<Float64Array> {
+  const { values, vectors } = await symmetricEigen(matrix, n, true);
   const roots = sqrtEigenvalues(values, n);
   const w = vectors!;
   // sqrt(S) = W^T diag(sqrt(lambda)) W, W's rows the eigenvectors.
@@ -73,6 +75,7 @@ export function psdSqrt(matrix: Float64Array, n: number): Float64Array {
   }
   const out = new Float64Array(n * n);
   for (let k = 0; k < n; k++) {
+    await breathe();
     for (let i = 0; i < n; i++) {
       const wki = w[k * n + i];
       if (wki === 0) continue;
@@ -97,15 +100,19 @@ export interface FrechetResult {
  * never produces complex rounding residue, and stays exact for singular covariances (fewer samples than
  * dimensions). Pass `sqrtCov1` (psdSqrt of a's covariance) to reuse it across comparisons with one reference.
  */
-export function frechetDistance(a: GaussianStats, b: GaussianStats, sqrtCov1?: Float64Array): FrechetResult {
+export async function frechetDistance(
+  a: GaussianStats,
+  b: GaussianStats,
+  sqrtCov1?: Float64Array,
+): Promise<FrechetResult> {
   if (a.dim !== b.dim) throw new RangeError(`feature dimensions differ: ${a.dim} vs ${b.dim}`);
   const n = a.dim;
   let meanTerm = 0;
   for (let i = 0; i < n; i++) meanTerm += (a.mean[i] - b.mean[i]) ** 2;
   let traces = 0;
   for (let i = 0; i < n; i++) traces += a.cov[i * n + i] + b.cov[i * n + i];
-  const r = sqrtCov1 ?? psdSqrt(a.cov, n);
-  const product = matmul(matmul(r, b.cov, n), r, n);
+  const r = sqrtCov1 ?? (await psdSqrt(a.cov, n));
+  const product = await matmul(await matmul(r, b.cov, n), r, n);
   // Symmetrise away the rounding asymmetry of the two products.
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
@@ -114,7 +121,7 @@ export function frechetDistance(a: GaussianStats, b: GaussianStats, sqrtCov1?: F
       product[j * n + i] = v;
     }
   }
-  const roots = sqrtEigenvalues(symmetricEigen(product, n, false).values, n);
+  const roots = sqrtEigenvalues((await symmetricEigen(product, n, false)).values, n);
   const traceSqrtProduct = roots.reduce((a, v) => a + v, 0);
   return { distance: meanTerm + traces - 2 * traceSqrtProduct, meanTerm, traceSqrtProduct };
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Purpose, Rng } from '../rng';
+import { breathe } from './breathe';
 import type { FeatureMatrix } from './frechet';
 
 /**
@@ -53,7 +54,11 @@ export function drawSubsets(
   return out;
 }
 
-export function kernelInceptionDistance(x: FeatureMatrix, y: FeatureMatrix, opts: KidOptions): KidResult {
+export async function kernelInceptionDistance(
+  x: FeatureMatrix,
+  y: FeatureMatrix,
+  opts: KidOptions,
+): Promise<KidResult> {
   const subsetSize = Math.min(opts.subsetSize ?? 1000, x.count, y.count);
   const subsets = opts.subsets ?? 100;
   return kidOnSubsets(
@@ -65,12 +70,12 @@ export function kernelInceptionDistance(x: FeatureMatrix, y: FeatureMatrix, opts
 }
 
 /** KID over given subsets (xSubsets[i] pairs with ySubsets[i], all of one size m >= 2). */
-export function kidOnSubsets(
+export async function kidOnSubsets(
   x: FeatureMatrix,
   y: FeatureMatrix,
   xSubsets: Int32Array[],
   ySubsets: Int32Array[],
-): KidResult {
+): Promise<KidResult> {
   if (x.dim !== y.dim) throw new RangeError(`feature dimensions differ: ${x.dim} vs ${y.dim}`);
   if (xSubsets.length !== ySubsets.length || xSubsets.length === 0) {
     throw new RangeError('KID needs the same, non-zero number of subsets of each set');
@@ -83,6 +88,7 @@ export function kidOnSubsets(
   const perSubset: number[] = [];
   try {
     for (let s = 0; s < xSubsets.length; s++) {
+      await breathe();
       if (xSubsets[s].length !== m || ySubsets[s].length !== m)
         throw new RangeError('subsets differ in size');
       const [kxx, kyy, kxy] = tf.tidy(() => {

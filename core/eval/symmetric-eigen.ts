@@ -6,6 +6,8 @@
  * rotations) take minutes there; these loops walk rows contiguously.
  */
 
+import { breathe } from './breathe';
+
 export interface SymmetricEigen {
   /** Ascending. */
   values: Float64Array;
@@ -14,9 +16,10 @@ export interface SymmetricEigen {
 }
 
 /** C = A B for n x n row-major matrices (i-k-j order: every inner loop runs along a row). */
-export function matmul(a: Float64Array, b: Float64Array, n: number): Float64Array {
+export async function matmul(a: Float64Array, b: Float64Array, n: number): Promise<Float64Array> {
   const c = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
+    await breathe();
     const ci = i * n;
     for (let k = 0; k < n; k++) {
       const aik = a[ci + k];
@@ -33,14 +36,18 @@ export function matmul(a: Float64Array, b: Float64Array, n: number): Float64Arra
  * input is left untouched. Eigenvalues only skips the accumulation of the Householder transforms and the
  * vector rotations: about a third of the work.
  */
-export function symmetricEigen(matrix: Float64Array, n: number, wantVectors = true): SymmetricEigen {
+export async function symmetricEigen(
+  matrix: Float64Array,
+  n: number,
+  wantVectors = true,
+): Promise<SymmetricEigen> {
   if (matrix.length !== n * n) throw new RangeError(`expected ${n}x${n} values, got ${matrix.length}`);
   const v = Float64Array.from(matrix);
   const d = new Float64Array(n);
   const e = new Float64Array(n);
   if (n === 0) return { values: d, ...(wantVectors && { vectors: v }) };
-  tridiagonalize(v, d, e, n, wantVectors);
-  diagonalize(d, e, wantVectors ? v : null, n);
+  await tridiagonalize(v, d, e, n, wantVectors);
+  await diagonalize(d, e, wantVectors ? v : null, n);
   return { values: d, ...(wantVectors && { vectors: v }) };
 }
 
@@ -49,9 +56,16 @@ export function symmetricEigen(matrix: Float64Array, n: number, wantVectors = tr
  * JAMA's transform (the input is symmetric, so it starts equal): every inner loop then walks a row. On
  * return d is the diagonal, e the sub-diagonal, and U's rows the accumulated transform.
  */
-function tridiagonalize(U: Float64Array, d: Float64Array, e: Float64Array, n: number, accumulate: boolean) {
+async function tridiagonalize(
+  U: Float64Array,
+  d: Float64Array,
+  e: Float64Array,
+  n: number,
+  accumulate: boolean,
+): Promise<void> {
   for (let j = 0; j < n; j++) d[j] = U[j * n + n - 1];
   for (let i = n - 1; i > 0; i--) {
+    await breathe();
     let scale = 0;
     let h = 0;
     for (let k = 0; k < i; k++) scale += Math.abs(d[k]);
@@ -109,6 +123,7 @@ function tridiagonalize(U: Float64Array, d: Float64Array, e: Float64Array, n: nu
     return;
   }
   for (let i = 0; i < n - 1; i++) {
+    await breathe();
     const next = (i + 1) * n;
     U[i * n + n - 1] = U[i * n + i];
     U[i * n + i] = 1;
@@ -145,13 +160,19 @@ function hypot(a: number, b: number): number {
 }
 
 /** Implicit QL on the tridiagonal form (EISPACK tql2); W's rows (the transform) are rotated along. */
-function diagonalize(d: Float64Array, e: Float64Array, W: Float64Array | null, n: number) {
+async function diagonalize(
+  d: Float64Array,
+  e: Float64Array,
+  W: Float64Array | null,
+  n: number,
+): Promise<void> {
   for (let i = 1; i < n; i++) e[i - 1] = e[i];
   e[n - 1] = 0;
   let f = 0;
   let tst1 = 0;
   const eps = Number.EPSILON;
   for (let l = 0; l < n; l++) {
+    await breathe();
     tst1 = Math.max(tst1, Math.abs(d[l]) + Math.abs(e[l]));
     let m = l;
     while (m < n && Math.abs(e[m]) > eps * tst1) m++;

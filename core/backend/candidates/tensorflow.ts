@@ -20,6 +20,15 @@ const SOURCES = [
   { name: 'tfjs-node (offline build)', load: () => loadPackage(nativeBuildPath()) },
 ];
 
+/** The loaded tfjs-node module (for its `node` namespace: summary writers, SavedModel), or null. */
+export function nativeModule(): { node: unknown } | null {
+  for (const source of SOURCES) {
+    const loaded = source.load();
+    if (loaded.ok) return loaded.module as { node: unknown };
+  }
+  return null;
+}
+
 /** The first source that loads; loading registers the 'tensorflow' backend. */
 export function loadNative(): { ok: true; packageName: string } | { ok: false; reason: string } {
   const reasons: string[] = [];
