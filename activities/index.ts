@@ -2,3 +2,4 @@
 export { prepareDataset } from './prepare-dataset';
 export { trainSegment } from './train-segment';
 export { sampleGrid } from './sample-grid';
+export { evaluate } from './evaluate';

@@ -1,11 +1,8 @@
 import { heartbeat } from '@temporalio/activity';
-import { loadHeldOutSplit, loadImageDataset, parseShardManifest, writeShardedSplit } from '../core/data';
+import { parseShardManifest, prepareSplits } from '../core/data';
 import { datasetManifestKey, heldOutManifestKey } from '../core/run-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
 import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
-
-/** Where the held-out manifest sits relative to the training manifest (recorded in the latter). */
-const HELD_OUT_RELATIVE = 'test/manifest.json';
 
 /**
  * Reads the dataset source once and writes it into the store as checksummed shards under
@@ -33,36 +30,23 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
     heartbeat({ phase: 'reading', source: input.dataset });
     const local = await localCopyOf(input.dataset);
     try {
-      const ds = await loadImageDataset(local.path, { split: 'train' });
-      const heldOut = await loadHeldOutSplit(local.path);
-      const beat = (name: string) => heartbeat({ phase: 'writing', shard: name });
-      if (heldOut) {
-        await writeShardedSplit(
-          store,
-          heldOutManifestKey(input.runId),
-          { ...heldOut, source: input.dataset },
-          {},
-          beat,
-        );
-      }
-      await writeShardedSplit(
+      const { train, heldOut } = await prepareSplits(
         store,
-        manifestKey,
-        { ...ds, source: input.dataset },
-        { heldOut: heldOut ? HELD_OUT_RELATIVE : null },
-        beat,
+        { train: manifestKey, heldOut: heldOutManifestKey(input.runId) },
+        { uri: input.dataset, localPath: local.path },
+        (name) => heartbeat({ phase: 'writing', shard: name }),
       );
       log(
-        `dataset prepared: ${ds.count} images ${ds.height}x${ds.width}x${ds.channels}` +
+        `dataset prepared: ${train.count} images ${train.height}x${train.width}x${train.channels}` +
           (heldOut ? `, ${heldOut.count} held out` : ', no held-out split'),
       );
       return {
         datasetKey: manifestKey,
         heldOutKey: heldOut ? heldOutManifestKey(input.runId) : null,
-        count: ds.count,
-        height: ds.height,
-        width: ds.width,
-        channels: ds.channels,
+        count: train.count,
+        height: train.height,
+        width: train.width,
+        channels: train.channels,
       };
     } finally {
       await local.cleanup();

@@ -1,6 +1,7 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { CheckpointRepository } from '../core/checkpoint/repository';
+import { trainMetricsKey } from '../core/run-layout';
 import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
@@ -103,6 +104,8 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     let savedStep = resumedFromStep;
     let checkpointKey = steps.length > 0 ? repo.keyFor(resumedFromStep) : '';
     let saveSeconds = 0;
+    // Per-step training metrics since the last save, stored beside the checkpoint for plots and TensorBoard.
+    let metricLines: string[] = [];
     const save = async (t: Trainer) => {
       if (!writesCheckpoints) {
         savedStep = t.state.step;
@@ -113,6 +116,12 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       const s0 = performance.now();
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
+      // Before the checkpoint: a crash in between repeats these (deterministic) steps and rewrites them.
+      if (metricLines.length > 0) {
+        const lines = metricLines.join('');
+        await withHeartbeats(store.put(trainMetricsKey(input.runId, t.state.step), lines), () => beat);
+        metricLines = [];
+      }
       checkpointKey = await withHeartbeats(
         repo.save(t.state, input.config, input.keepCheckpoints, checkpointFaultHook(t.state.step)),
         () => beat,
@@ -158,6 +167,9 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         trainSeconds += r.seconds;
         images += r.images;
         loss = r.loss;
+        metricLines.push(
+          `${JSON.stringify({ step: r.step, loss: r.loss, lr: r.learningRate, gradNorm: r.gradNorm, seconds: r.seconds })}\n`,
+        );
         Object.assign(beat, { step: r.step, loss: r.loss, imagesPerSec: images / trainSeconds });
         ctx.heartbeat(beat);
         if (r.step % every === 0 || r.step === targetStep) await save(trainer);

@@ -1,6 +1,7 @@
-import { CheckpointRepository, stepName } from '../core/checkpoint/repository';
+import { CheckpointRepository } from '../core/checkpoint/repository';
 import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
+import { trainMetricsKey } from '../core/run-layout';
 import { sampleGridKey, sampleGridPng } from '../core/sampling';
 import { Trainer } from '../core/train/trainer';
 import type { ObjectStore } from '../store';
@@ -57,7 +58,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
 
   const checkpoint = async () => {
     checkpointKey = await repo.save(trainer.state, config, o.keepCheckpoints);
-    await store.put(`${runId}/metrics/${stepName(trainer.state.step)}.jsonl`, metrics.join(''));
+    await store.put(trainMetricsKey(runId, trainer.state.step), metrics.join(''));
     metrics = [];
   };
   const sample = async () => {

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
+import { METRIC_NAMES, type MetricName } from '../core/eval/settings';
 import { RunConfigSchema } from '../core/presets';
 import type { TrainingRunInput } from '../workflows/api';
 import { RunIdSchema } from './options';
@@ -8,6 +9,51 @@ import { RunIdSchema } from './options';
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 
 const positiveInt = z.number().int().positive();
+
+const EvaluationSummarySchema = z
+  .object({
+    step: z.number().int().min(0),
+    bitsPerDim: z.number().nullable(),
+    bitsPerDimStdErr: z.number().nullable(),
+    classifierFid: z.number().nullable(),
+    confidentShare: z.number().nullable(),
+    fid: z.number().nullable(),
+    kid: z.number().nullable(),
+    key: z.string(),
+    skipped: z.array(z.string()),
+  })
+  .strict();
+
+export const ExtractorSpecSchema = z
+  .object({
+    uri: z.string().min(1, 'expected a path or s3:// URI of a TF.js model.json'),
+    inputSize: positiveInt.optional(),
+    inputRange: z.enum(['-1..1', '0..1', '0..255']).optional(),
+    outputNode: z.string().min(1).optional(),
+  })
+  .strict();
+
+const EvaluationPlanSchema = z
+  .object({
+    every: z.number().int().min(0).optional(),
+    metrics: z
+      .array(z.enum(METRIC_NAMES as [MetricName, ...MetricName[]]))
+      .min(1)
+      .optional(),
+    samples: z.number().int().min(2).optional(),
+    sampler: z
+      .object({ kind: z.enum(['ancestral', 'ddim']), steps: positiveInt.optional() })
+      .strict()
+      .optional(),
+    bpdImages: z.number().int().min(2).optional(),
+    bpdTimesteps: z.union([positiveInt, z.literal('all')]).optional(),
+    extractor: ExtractorSpecSchema.optional(),
+  })
+  .strict()
+  .refine((p) => !p.metrics?.includes('fid') || p.extractor !== undefined, {
+    message: 'FID needs a feature extractor (--extractor)',
+    path: ['metrics'],
+  });
 
 const CarriedStateSchema = z
   .object({
@@ -18,6 +64,7 @@ const CarriedStateSchema = z
     lastSampleKey: z.string().nullable(),
     startedAt: z.string(),
     presentSlots: z.array(z.number().int().min(0)).optional(),
+    evaluation: EvaluationSummarySchema.nullable().optional(),
   })
   .strict();
 
@@ -72,6 +119,7 @@ export const TrainingRunInputSchema = z
     backend: z.enum(BACKENDS),
     microBatchSize: positiveInt.optional(),
     parallel: ParallelSchema.optional(),
+    evaluation: EvaluationPlanSchema.optional(),
     carried: CarriedStateSchema.optional(),
   })
   .strict()
@@ -81,6 +129,23 @@ export const TrainingRunInputSchema = z
         code: 'custom',
         path: ['parallel', 'workers'],
         message: `every rank needs at least one image of the global batch (${input.config.train.batchSize})`,
+      });
+    }
+    const T = input.config.diffusion.timesteps;
+    const bpdTimesteps = input.evaluation?.bpdTimesteps;
+    if (typeof bpdTimesteps === 'number' && bpdTimesteps > T - 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['evaluation', 'bpdTimesteps'],
+        message: `at most the diffusion timesteps - 1 (${T - 1}), or 'all'`,
+      });
+    }
+    const evalSteps = input.evaluation?.sampler?.steps;
+    if (evalSteps !== undefined && evalSteps > T) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['evaluation', 'sampler', 'steps'],
+        message: `at most the diffusion timesteps (${T})`,
       });
     }
     if (input.schedule.sampleSteps > input.config.diffusion.timesteps) {

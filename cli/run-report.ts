@@ -11,6 +11,7 @@ import {
   TrainingRunResult,
   statusQuery,
 } from '../workflows/api';
+import type { EvaluationSummary } from '../core/eval/settings';
 import { objectUri } from './run-input';
 
 /** What a closed run came to: its result, or why it ended otherwise. */
@@ -116,13 +117,22 @@ export interface RunRecord {
   store: string | null;
   checkpoint: string | null;
   samples: string | null;
+  /** The latest in-run evaluation, and the plots page (URI). */
+  evaluation: EvaluationSummary | null;
+  plots: string | null;
 }
 
 export function runRecord(
   d: Pick<WorkflowExecutionDescription, 'typedSearchAttributes' | 'memo'>,
 ): RunRecord {
   const sa = d.typedSearchAttributes;
-  const memo = (d.memo ?? {}) as { store?: string; checkpoint?: string | null; samples?: string | null };
+  const memo = (d.memo ?? {}) as {
+    store?: string;
+    checkpoint?: string | null;
+    samples?: string | null;
+    evaluation?: EvaluationSummary | null;
+    plots?: string | null;
+  };
   return {
     preset: sa.get(SEARCH_ATTRIBUTES.preset) ?? null,
     phase: sa.get(SEARCH_ATTRIBUTES.status) ?? null,
@@ -131,6 +141,8 @@ export function runRecord(
     store: memo.store ?? null,
     checkpoint: memo.checkpoint ?? null,
     samples: memo.samples ?? null,
+    evaluation: memo.evaluation ?? null,
+    plots: memo.plots ?? null,
   };
 }
 

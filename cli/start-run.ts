@@ -16,6 +16,7 @@ import {
   ConfigOverrides,
   addConfigOverrideOptions,
   defaultRunId,
+  nonNegativeInt,
   positiveInt,
   resolveRunConfig,
 } from './options';
@@ -111,6 +112,17 @@ const program = addConfigOverrideOptions(
     "trainer pool (clusters): its shared queue and the prefix of its slots' queues (worker --task-queue)",
     TRAINER_TASK_QUEUE,
   )
+  .option(
+    '--evaluate-every <n>',
+    'steps between in-run evaluations (bits/dim, classifier score; FID with --extractor), plus one at the end ' +
+      '(default: about a quarter of the run; 0: none)',
+    nonNegativeInt,
+  )
+  .option('--eval-samples <n>', 'generated images per in-run evaluation (classifier score, FID)', positiveInt)
+  .option(
+    '--extractor <uri>',
+    'TF.js Inception-v3 feature network (model.json path or s3:// URI every trainer can read): adds FID/KID',
+  )
   .option('--detach', 'start (or find) the run and return at once, without watching')
   .addHelpText(
     'after',
@@ -156,6 +168,22 @@ interface Options extends ConfigOverrides {
   peerTimeout: number;
   wire: 'fp32' | 'bf16';
   pool: string;
+  evaluateEvery?: number;
+  evalSamples?: number;
+  extractor?: string;
+}
+
+/** The run's evaluation plan: only what the command line changes (the workflow fills in the defaults). */
+function evaluationFrom(o: Options): TrainingRunInput['evaluation'] {
+  const plan: NonNullable<TrainingRunInput['evaluation']> = {
+    ...(o.evaluateEvery !== undefined && { every: o.evaluateEvery }),
+    ...(o.evalSamples !== undefined && { samples: o.evalSamples }),
+    ...(o.extractor !== undefined && {
+      metrics: ['bpd', 'score', 'fid'],
+      extractor: { uri: o.extractor.startsWith('s3://') ? o.extractor : path.resolve(o.extractor) },
+    }),
+  };
+  return Object.keys(plan).length > 0 ? plan : undefined;
 }
 
 /** Data-parallel settings, or none for a single trainer. */
@@ -219,6 +247,7 @@ async function runInputFrom(o: Options, localCoordinator: string | null): Promis
     backend: o.backend,
     ...(o.microBatch !== undefined ? { microBatchSize: o.microBatch } : {}),
     ...(o.workers > 1 && { parallel: parallelFrom(o, localCoordinator) }),
+    ...(evaluationFrom(o) && { evaluation: evaluationFrom(o) }),
   });
 }
 

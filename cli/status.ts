@@ -4,6 +4,7 @@
  *   npm run status -- --run-id ID [--watch] [--json]
  */
 import { Command } from 'commander';
+import { describeSummary, type EvaluationSummary } from '../core/eval/settings';
 import type { RunStatus } from '../workflows/api';
 import { runCli } from './errors';
 import { runWorkerNeeds } from './run-control';
@@ -49,6 +50,11 @@ interface StatusReport {
   imagesPerSec: number | null;
   checkpoint: string | null;
   samples: string | null;
+  /** Latest evaluation (bits/dim, classifier score, FID), what is being evaluated now, and the plots page. */
+  evaluation: EvaluationSummary | null;
+  evaluating: number | null;
+  evaluationNote: string | null;
+  plots: string | null;
   note: string | null;
   /** Data-parallel runs: the ring of the last segment. */
   workers: string | null;
@@ -63,9 +69,25 @@ function fromLiveStatus(
   s: RunStatus,
 ): Pick<
   StatusReport,
-  'phase' | 'step' | 'totalSteps' | 'loss' | 'imagesPerSec' | 'checkpoint' | 'samples' | 'note' | 'workers'
+  | 'phase'
+  | 'step'
+  | 'totalSteps'
+  | 'loss'
+  | 'imagesPerSec'
+  | 'checkpoint'
+  | 'samples'
+  | 'note'
+  | 'workers'
+  | 'evaluation'
+  | 'evaluating'
+  | 'evaluationNote'
+  | 'plots'
 > {
   return {
+    evaluation: s.evaluation?.latest ?? null,
+    evaluating: s.evaluation?.running ?? null,
+    evaluationNote: s.evaluation?.note ?? null,
+    plots: s.evaluation?.plots ? objectUri(s.storeUri, s.evaluation.plots) : null,
     phase: s.phase,
     step: s.step,
     totalSteps: s.totalSteps,
@@ -92,6 +114,10 @@ function printLines(r: StatusReport): void {
     ...r.ranks.map((line): [string, string] => ['rank', line]),
     ['checkpoint', r.checkpoint],
     ['samples', r.samples],
+    ['evaluation', r.evaluation ? `step ${r.evaluation.step}: ${describeSummary(r.evaluation)}` : null],
+    ['evaluating', r.evaluating === null ? null : `step ${r.evaluating} (running now)`],
+    ['eval note', r.evaluationNote],
+    ['plots', r.plots],
     ['note', r.note],
     ['started', r.startedAt],
     ['closed', r.closedAt],
@@ -118,6 +144,10 @@ runCli(async () => {
     imagesPerSec: null,
     checkpoint: record.checkpoint,
     samples: record.samples,
+    evaluation: record.evaluation,
+    evaluating: null,
+    evaluationNote: null,
+    plots: record.plots,
     note: null,
     workers: null,
     ranks: rankTimings(segmentHeartbeats(d)),

@@ -1,5 +1,6 @@
 import { Client } from '@temporalio/client';
 import { sleep } from '../infra/local/wait';
+import { describeSummary } from '../core/eval/settings';
 import type { RunStatus } from '../workflows/api';
 import { ProgressLine, progressLine } from './progress';
 import {
@@ -43,6 +44,7 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
   let progress: ProgressLine | undefined;
   let last: RunStatus | null = null;
   let lastPhase = '';
+  let lastEvaluation = '';
   let unreachableSince: number | null = null;
   let lastComplaint = 0;
   let workerCheckedAt = Date.now();
@@ -90,10 +92,24 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
           if (!process.stderr.isTTY && phase !== lastPhase && phase !== 'training')
             opts.log(`${runId}: ${phase}`);
           lastPhase = phase;
+          const evaluated = live.evaluation?.latest;
+          // Each new evaluation (or failure note) also gets a line of its own, kept in the scrollback.
+          const evaluationLine = evaluated
+            ? `step ${evaluated.step}: ${describeSummary(evaluated)}${live.evaluation?.note ? ` (${live.evaluation.note})` : ''}`
+            : (live.evaluation?.note ?? '');
+          if (evaluationLine && evaluationLine !== lastEvaluation) {
+            progress?.stop();
+            progress = undefined;
+            opts.log(`${runId}: evaluation ${evaluationLine}`);
+          }
+          lastEvaluation = evaluationLine;
           progress ??= progressLine(runId, live.totalSteps, live.step, opts.plainEverySeconds ?? 10);
           progress.update(live.step, {
             loss: formatNumber(live.loss),
             'img/s': formatNumber(live.imagesPerSec, 3),
+            ...(evaluated?.bitsPerDim != null && { 'bits/dim': formatNumber(evaluated.bitsPerDim) }),
+            ...(evaluated?.classifierFid != null && { 'clf-FID': formatNumber(evaluated.classifierFid) }),
+            ...(evaluated?.fid != null && { FID: formatNumber(evaluated.fid) }),
             phase: live.note ? `${phase} (${live.note})` : phase,
           });
         }

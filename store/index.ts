@@ -10,3 +10,4 @@ export {
 export { openStore, type OpenStoreOptions } from './open-store';
 export { createS3Client, type S3ClientSettings } from './s3-client';
 export { S3Store, type S3StoreOptions } from './s3-store';
+export { modelFilesAt } from './model-files';

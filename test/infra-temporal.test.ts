@@ -48,6 +48,8 @@ describe('Temporal dev server (infra/local)', () => {
       namespace: 'default',
     });
     expect(Object.keys(DDPM_SEARCH_ATTRIBUTES).sort()).toEqual([
+      'DdpmBitsPerDim',
+      'DdpmClassifierFid',
       'DdpmLoss',
       'DdpmPreset',
       'DdpmStatus',
@@ -58,6 +60,8 @@ describe('Temporal dev server (infra/local)', () => {
       DdpmStep: INDEXED_VALUE_TYPE.INT,
       DdpmLoss: INDEXED_VALUE_TYPE.DOUBLE,
       DdpmStatus: INDEXED_VALUE_TYPE.KEYWORD,
+      DdpmBitsPerDim: INDEXED_VALUE_TYPE.DOUBLE,
+      DdpmClassifierFid: INDEXED_VALUE_TYPE.DOUBLE,
     });
   });
 

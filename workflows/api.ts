@@ -6,6 +6,13 @@
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { RunConfig } from '../core/presets';
+import type {
+  EvaluationSampler,
+  EvaluationSettings,
+  EvaluationSummary,
+  ExtractorSpec,
+  MetricName,
+} from '../core/eval/settings';
 
 /** Task queue of the workflow itself (any worker process can host it). */
 export const CONTROL_TASK_QUEUE = 'ddpm-control';
@@ -59,8 +66,23 @@ export interface TrainingRunInput {
   microBatchSize?: number;
   /** Data-parallel training over several trainer slots; unset: one trainer on the shared queue. */
   parallel?: ParallelSettings;
+  /** In-run evaluation; unset: the defaults (bits/dim and the classifier score, a few times and at the end). */
+  evaluation?: EvaluationPlan;
   /** Set by the workflow itself when it continues as new. */
   carried?: CarriedState;
+}
+
+/** How a run evaluates itself while it trains; every field has a default. */
+export interface EvaluationPlan {
+  /** Steps between evaluations (rounded up to a checkpoint), plus one at the end; 0 turns them off. */
+  every?: number;
+  metrics?: MetricName[];
+  samples?: number;
+  sampler?: EvaluationSampler;
+  bpdImages?: number;
+  bpdTimesteps?: number | 'all';
+  /** Needed for FID/KID: the feature network, from a path every trainer can read or an s3:// URI. */
+  extractor?: ExtractorSpec;
 }
 
 export interface ParallelSettings {
@@ -90,10 +112,12 @@ export interface CarriedState {
   startedAt: string;
   /** Data-parallel runs: the slots that answered last. */
   presentSlots?: number[];
+  /** The latest evaluation's numbers. */
+  evaluation?: EvaluationSummary | null;
 }
 
 export type RunPhase =
-  'preparing' | 'training' | 'sampling' | 'paused' | 'completed' | 'cancelled' | 'failed';
+  'preparing' | 'training' | 'sampling' | 'evaluating' | 'paused' | 'completed' | 'cancelled' | 'failed';
 
 export interface RunStatus {
   runId: string;
@@ -110,6 +134,18 @@ export interface RunStatus {
   note: string | null;
   /** Data-parallel runs: the ring of the last completed segment (slots in rank order). */
   workers: { world: number | null; slots: number[]; attempts: number } | null;
+  /** In-run evaluation: the latest numbers, the step being evaluated now, and why the last one failed. */
+  evaluation?: RunEvaluationStatus;
+}
+
+export interface RunEvaluationStatus {
+  latest: EvaluationSummary | null;
+  /** Step of the checkpoint being evaluated now, if any. */
+  running: number | null;
+  /** Why the last evaluation failed (it is retried at the next interval), or which metrics were skipped. */
+  note: string | null;
+  /** The plots page in the store, once written. */
+  plots: string | null;
 }
 
 export interface TrainingRunResult {
@@ -231,6 +267,23 @@ export interface SampleGridResult {
   step: number;
 }
 
+export interface EvaluateInput {
+  runId: string;
+  storeUri: string;
+  /** The committed checkpoint whose EMA weights are evaluated. */
+  checkpointKey: string;
+  datasetKey: string;
+  settings: EvaluationSettings;
+  extractor?: ExtractorSpec;
+  backend: TrainingRunInput['backend'];
+}
+
+export interface EvaluateResult extends EvaluationSummary {
+  /** Keys of the regenerated plots (null when they could not be drawn: the metrics still count). */
+  plots: { png: string; html: string } | null;
+  seconds: number;
+}
+
 /** Error types the workflow must not retry: the same input would fail the same way. */
 export const NON_RETRYABLE_ERRORS = [
   'InvalidInputError',
@@ -263,4 +316,10 @@ export const SEARCH_ATTRIBUTES = {
   step: defineSearchAttributeKey('DdpmStep', SearchAttributeType.INT),
   loss: defineSearchAttributeKey('DdpmLoss', SearchAttributeType.DOUBLE),
   status: defineSearchAttributeKey('DdpmStatus', SearchAttributeType.KEYWORD),
+  /**
+   * Latest in-run evaluation: held-out bits/dim and the classifier FID (the built-in score). FID/KID stay
+   * in the memo and status: SQL-backed visibility stores allow only three custom Double attributes.
+   */
+  bitsPerDim: defineSearchAttributeKey('DdpmBitsPerDim', SearchAttributeType.DOUBLE),
+  classifierFid: defineSearchAttributeKey('DdpmClassifierFid', SearchAttributeType.DOUBLE),
 };

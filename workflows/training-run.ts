@@ -1,8 +1,10 @@
 import type { RetryPolicy } from '@temporalio/common';
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
+import { EVALUATION_DEFAULTS, type EvaluationSettings, type EvaluationSummary } from '../core/eval/settings';
 import {
   CarriedState,
+  EvaluateResult,
   NON_RETRYABLE_ERRORS,
   RunStatus,
   SEARCH_ATTRIBUTES,
@@ -11,6 +13,7 @@ import {
   TrainSegmentResult,
   TrainingRunInput,
   TrainingRunResult,
+  RunEvaluationStatus,
   pauseSignal,
   resumeSignal,
   statusQuery,
@@ -26,6 +29,39 @@ const retry: RetryPolicy = {
   maximumInterval: '30s',
   nonRetryableErrorTypes: NON_RETRYABLE_ERRORS,
 };
+
+/**
+ * An evaluation gets one retry (a trainer lost mid-evaluation), then counts as failed: it is reported in
+ * the status and tried again at the next interval on a newer checkpoint, and never fails the run.
+ */
+const evaluationRetry: RetryPolicy = { ...retry, maximumAttempts: 2 };
+/** Evaluations sample hundreds of images and may train the quality classifier on first use: allow hours. */
+const EVALUATION_TIMEOUT = '6h';
+/** In-run evaluations per run by default (the last at the final step). */
+const DEFAULT_EVALUATIONS_PER_RUN = 4;
+/** Marks histories written by code that schedules in-run evaluations (older runs replay without them). */
+export const EVALUATION_PATCH = 'in-run-evaluation';
+
+/** Steps between in-run evaluations: the plan's, else about DEFAULT_EVALUATIONS_PER_RUN per run, on checkpoints. */
+export function evaluationInterval(input: TrainingRunInput): number {
+  const every = input.schedule.checkpointEvery;
+  const planned = input.evaluation?.every;
+  if (planned === 0) return 0;
+  const raw = planned ?? Math.ceil(input.config.train.totalSteps / DEFAULT_EVALUATIONS_PER_RUN);
+  return Math.max(every, Math.ceil(raw / every) * every);
+}
+
+function evaluationSettings(input: TrainingRunInput): EvaluationSettings {
+  const plan = input.evaluation ?? {};
+  return {
+    ...EVALUATION_DEFAULTS,
+    ...(plan.metrics && { metrics: plan.metrics }),
+    ...(plan.samples !== undefined && { samples: plan.samples }),
+    ...(plan.sampler && { sampler: plan.sampler }),
+    ...(plan.bpdImages !== undefined && { bpdImages: plan.bpdImages }),
+    ...(plan.bpdTimesteps !== undefined && { bpdTimesteps: plan.bpdTimesteps }),
+  };
+}
 
 /**
  * One DDPM training run: prepare the dataset in the store, then train segment by segment (each ends in a
@@ -77,6 +113,71 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     // A cancelled segment (pause, cancel) writes its checkpoint before the workflow moves on.
     cancellationType: wf.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
+  const { evaluate } = wf.proxyActivities<typeof activities>({
+    taskQueue: trainerQueue,
+    startToCloseTimeout: EVALUATION_TIMEOUT,
+    heartbeatTimeout: `${timeouts.heartbeatSeconds}s`,
+    retry: evaluationRetry,
+  });
+
+  // In-run evaluation, beside training: at most one runs; a newer checkpoint replaces one still waiting.
+  const evaluates = wf.patched(EVALUATION_PATCH);
+  const evaluationEvery = evaluates ? evaluationInterval(input) : 0;
+  const evaluation: RunEvaluationStatus = {
+    latest: carried?.evaluation ?? null,
+    running: null,
+    note: null,
+    plots: null,
+  };
+  if (evaluates) status.evaluation = evaluation;
+  let evaluationWaiting: { checkpointKey: string; step: number } | null = null;
+  let evaluationLoop: Promise<void> | null = null;
+  let datasetKeyForEvaluation = carried?.datasetKey ?? '';
+  const evaluateOne = async (target: { checkpointKey: string; step: number }) => {
+    evaluation.running = target.step;
+    try {
+      const r = (await evaluate({
+        runId: input.runId,
+        storeUri: input.storeUri,
+        checkpointKey: target.checkpointKey,
+        datasetKey: datasetKeyForEvaluation,
+        settings: evaluationSettings(input),
+        ...(input.evaluation?.extractor && { extractor: input.evaluation.extractor }),
+        backend: input.backend,
+      })) as EvaluateResult;
+      const { plots, seconds: _seconds, ...summary } = r;
+      evaluation.latest = summary as EvaluationSummary;
+      evaluation.note = r.skipped.length > 0 ? `skipped ${r.skipped.join('; ')}` : null;
+      if (plots) evaluation.plots = plots.html;
+    } catch (err) {
+      if (wf.isCancellation(err)) throw err;
+      evaluation.note =
+        `evaluation of step ${target.step} failed (tried again at the next interval): ` +
+        (err instanceof Error ? innermost(err) : String(err));
+    } finally {
+      evaluation.running = null;
+    }
+    publish();
+  };
+  const requestEvaluation = (target: { checkpointKey: string; step: number }) => {
+    evaluationWaiting = target;
+    evaluationLoop ??= (async () => {
+      try {
+        while (evaluationWaiting) {
+          const next: { checkpointKey: string; step: number } = evaluationWaiting;
+          evaluationWaiting = null;
+          await evaluateOne(next);
+        }
+      } finally {
+        evaluationLoop = null;
+      }
+    })();
+    // Cancellation reaches the run through its own await; this promise must not reject unobserved.
+    evaluationLoop.catch(() => undefined);
+  };
+  const evaluationsDone = async () => {
+    while (evaluationLoop) await evaluationLoop;
+  };
 
   let paused = false;
   let segmentScope: wf.CancellationScope | undefined;
@@ -104,10 +205,25 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
         ? [{ key: SEARCH_ATTRIBUTES.loss, value: status.loss }]
         : []),
     ]);
+    const latest = status.evaluation?.latest;
+    if (latest) {
+      wf.upsertSearchAttributes([
+        ...(latest.bitsPerDim !== null
+          ? [{ key: SEARCH_ATTRIBUTES.bitsPerDim, value: latest.bitsPerDim }]
+          : []),
+        ...(latest.classifierFid !== null
+          ? [{ key: SEARCH_ATTRIBUTES.classifierFid, value: latest.classifierFid }]
+          : []),
+      ]);
+    }
     wf.upsertMemo({
       store: input.storeUri,
       checkpoint: status.lastCheckpointKey ? `${input.storeUri}/${status.lastCheckpointKey}` : null,
       samples: status.lastSampleKey ? `${input.storeUri}/${status.lastSampleKey}` : null,
+      ...(status.evaluation && {
+        evaluation: status.evaluation.latest,
+        plots: status.evaluation.plots ? `${input.storeUri}/${status.evaluation.plots}` : null,
+      }),
     });
   };
 
@@ -117,6 +233,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       carried?.datasetKey ??
       (await prepareDataset({ runId: input.runId, storeUri: input.storeUri, dataset: input.dataset }))
         .datasetKey;
+    datasetKeyForEvaluation = datasetKey;
     const startedAt = carried?.startedAt ?? new Date(wf.workflowInfo().startTime).toISOString();
     let segments = 0;
     while (status.step < total) {
@@ -166,10 +283,15 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       const sampleDue =
         Math.floor(result.step / schedule.sampleEvery) > Math.floor(status.step / schedule.sampleEvery) ||
         result.step === total;
+      const evaluationDue =
+        evaluationEvery > 0 &&
+        (Math.floor(result.step / evaluationEvery) > Math.floor(status.step / evaluationEvery) ||
+          result.step === total);
       status.step = result.step;
       status.loss = result.loss;
       status.imagesPerSec = result.imagesPerSec;
       status.lastCheckpointKey = result.checkpointKey;
+      if (evaluationDue) requestEvaluation({ checkpointKey: result.checkpointKey, step: result.step });
       if (sampleDue) {
         status.phase = 'sampling';
         publish();
@@ -186,6 +308,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       segments++;
       const perExecution = schedule.segmentsPerExecution ?? DEFAULT_SEGMENTS_PER_EXECUTION;
       if (status.step < total && (segments >= perExecution || wf.workflowInfo().continueAsNewSuggested)) {
+        await evaluationsDone();
         publish();
         await wf.continueAsNew<typeof trainingRun>({
           ...input,
@@ -197,9 +320,15 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
             lastSampleKey: status.lastSampleKey,
             startedAt,
             ...(parallel && { presentSlots: parallel.present }),
+            ...(evaluates && { evaluation: evaluation.latest }),
           },
         });
       }
+    }
+    if (evaluationLoop) {
+      status.phase = 'evaluating';
+      publish();
+      await evaluationsDone();
     }
     status.phase = 'completed';
     publish();
@@ -223,4 +352,11 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     }
     throw err;
   }
+}
+
+/** Temporal wraps an activity's own message in causes (ActivityFailure -> ApplicationFailure). */
+function innermost(err: Error): string {
+  let e: Error = err;
+  while (e.cause instanceof Error) e = e.cause;
+  return e.message;
 }

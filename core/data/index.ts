@@ -3,6 +3,7 @@ export { DatasetError } from './errors';
 export { EMBEDDED_DIGITS, isEmbeddedSource } from './embedded-digits';
 export { loadImageDataset, type LoadImageDatasetOptions } from './load';
 export { loadHeldOutSplit } from './held-out';
+export { prepareSplits, type PreparedSplits } from './prepare-splits';
 export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
 export { toFloatRange, toUint8Range } from './pixel-range';
 export type { DatasetFormat, DatasetSplit, ImageDataset } from './types';

@@ -4,7 +4,7 @@ import { datasetFingerprint, readShardedSplit, type ShardManifest, type ShardedI
 import type { RunConfig } from '../presets';
 import { Purpose, Rng, hashKey } from '../rng';
 import { classifierPrefix, evalMetricsKey, referenceStatsPrefix, siblingKey } from '../run-layout';
-import { epsModelFromWeights, generateImages, type SamplerChoice } from '../sampling';
+import { epsModelFromWeights, generateImages } from '../sampling';
 import { noiseScheduleFor } from '../train/trainer';
 import { bitsPerDim } from './bits-per-dim';
 import {
@@ -20,6 +20,7 @@ import { frechetDistance, gaussianStats, type FeatureMatrix } from './frechet';
 import { kernelInceptionDistance } from './kid';
 import { modelReader, modelWriter } from './model-io';
 import { cachedReferenceStats, type StatsObjects } from './reference-stats';
+import type { EvaluationSettings, EvaluationSummary } from './settings';
 
 /**
  * One evaluation of a checkpoint's EMA weights: held-out bits/dim, the built-in classifier score
@@ -27,39 +28,6 @@ import { cachedReferenceStats, type StatsObjects } from './reference-stats';
  * KID. Each metric becomes one JSON line in `<run>/metrics/eval/<step>-<id>.jsonl` carrying the checkpoint
  * step, sampler, sampling steps, sample count and seed.
  */
-export type MetricName = 'bpd' | 'fid' | 'score';
-export const METRIC_NAMES: readonly MetricName[] = ['bpd', 'fid', 'score'];
-
-export interface EvaluationSettings {
-  metrics: MetricName[];
-  /** Generated images for FID/KID and the classifier score. */
-  samples: number;
-  sampler: SamplerChoice;
-  /** Root of the sample noise, the bits/dim draws and the KID subsets (unset: derived from the run seed). */
-  seed?: number;
-  /** Held-out images for bits/dim (a fixed subset, the same at every step). */
-  bpdImages: number;
-  /** KL timesteps per image; 'all' evaluates the exact bound (T - 1 model calls per image). */
-  bpdTimesteps: number | 'all';
-  /** Images per model call (bits/dim, sampling). */
-  batchSize: number;
-  kidSubsets: number;
-  kidSubsetSize: number;
-  /** Training images whose features make the FID reference (default all, as for published CIFAR-10 FIDs). */
-  referenceImages?: number;
-}
-
-export const EVALUATION_DEFAULTS: EvaluationSettings = {
-  metrics: ['bpd', 'score'],
-  samples: 500,
-  sampler: { kind: 'ddim', steps: 50 },
-  bpdImages: 256,
-  bpdTimesteps: 16,
-  batchSize: 64,
-  kidSubsets: 100,
-  kidSubsetSize: 1000,
-};
-
 /** Share counted as confidently classified: top-class probability at least this. */
 export const CONFIDENCE_THRESHOLD = 0.9;
 
@@ -79,28 +47,13 @@ export interface MetricRecord {
   step: number;
   checkpoint: string;
   /** Null for bits/dim, which scores held-out images and samples nothing. */
-  sampler: SamplerChoice['kind'] | null;
+  sampler: 'ancestral' | 'ddim' | null;
   samplingSteps: number | null;
   /** Generated samples (or, for bits/dim, held-out images) the number is computed from. */
   sampleCount: number;
   seed: number;
   details: Record<string, unknown>;
   evaluatedAt: string;
-}
-
-/** The latest numbers, as the workflow's status, memo and search attributes carry them. */
-export interface EvaluationSummary {
-  step: number;
-  bitsPerDim: number | null;
-  bitsPerDimStdErr: number | null;
-  classifierFid: number | null;
-  confidentShare: number | null;
-  fid: number | null;
-  kid: number | null;
-  /** Key of the metric lines. */
-  key: string;
-  /** Metrics asked for but not computed, with the reason. */
-  skipped: string[];
 }
 
 export interface EvaluationTarget {
@@ -243,6 +196,7 @@ export async function evaluateCheckpoint(
     sampleCount: settings.samples,
   };
   let classifierInfo: ClassifierInfo | null = null;
+  const labelled = splits.manifest.labels !== undefined;
 
   if (settings.metrics.includes('bpd')) {
     const source = splits.heldOut ?? (await splits.train());
@@ -285,7 +239,10 @@ export async function evaluateCheckpoint(
     }
   }
 
-  const wantScore = settings.metrics.includes('score');
+  const wantScore = settings.metrics.includes('score') && labelled;
+  if (settings.metrics.includes('score') && !labelled) {
+    skipped.push('score: the dataset has no labels to train the quality classifier on');
+  }
   const wantFid = settings.metrics.includes('fid');
   if (wantFid && !extractor) {
     skipped.push('fid: no feature extractor given (--extractor PATH|s3://...; see README "Evaluation")');

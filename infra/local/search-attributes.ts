@@ -11,6 +11,8 @@ export const DDPM_SEARCH_ATTRIBUTES = {
   DdpmStep: 'INT',
   DdpmLoss: 'DOUBLE',
   DdpmStatus: 'KEYWORD',
+  DdpmBitsPerDim: 'DOUBLE',
+  DdpmClassifierFid: 'DOUBLE',
 } as const satisfies Record<string, SearchAttributeType>;
 
 export type SearchAttributeSpec = Readonly<Record<string, SearchAttributeType>>;
