@@ -3,6 +3,7 @@ import { sleep } from '../infra/local/wait';
 import { describeSummary } from '../core/eval/settings';
 import type { RunStatus } from '../workflows/api';
 import { ProgressLine, progressLine } from './progress';
+import { objectUri } from './run-input';
 import {
   RunOutcome,
   formatNumber,
@@ -44,7 +45,8 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
   let progress: ProgressLine | undefined;
   let last: RunStatus | null = null;
   let lastPhase = '';
-  let lastEvaluation = '';
+  let lastSampleKey: string | null | undefined;
+  let lastEvaluation: string | undefined;
   let unreachableSince: number | null = null;
   let lastComplaint = 0;
   let workerCheckedAt = Date.now();
@@ -86,6 +88,15 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
         const queried = await unlessDetached(queryStatus(client, handle));
         if (queried === DETACHED) return { state: 'detached', status: last };
         last = queried ?? last;
+        if (last && last.lastSampleKey !== lastSampleKey) {
+          // The first status only sets the baseline: a re-attach does not repeat grids already announced.
+          if (lastSampleKey !== undefined && last.lastSampleKey) {
+            const line = `samples: ${objectUri(last.storeUri, last.lastSampleKey)}`;
+            if (progress) progress.log(line);
+            else opts.log(line);
+          }
+          lastSampleKey = last.lastSampleKey;
+        }
         if (last) {
           const live = liveStatus(last, segmentHeartbeat(d));
           const phase = live.activity && live.activity !== 'training' ? live.activity : live.phase;
@@ -97,10 +108,11 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
           const evaluationLine = evaluated
             ? `step ${evaluated.step}: ${describeSummary(evaluated)}${live.evaluation?.note ? ` (${live.evaluation.note})` : ''}`
             : (live.evaluation?.note ?? '');
-          if (evaluationLine && evaluationLine !== lastEvaluation) {
-            progress?.stop();
-            progress = undefined;
-            opts.log(`${runId}: evaluation ${evaluationLine}`);
+          // Like sample grids: the first status is the baseline, so a re-attach does not repeat it.
+          if (lastEvaluation !== undefined && evaluationLine && evaluationLine !== lastEvaluation) {
+            const line = `evaluation ${evaluationLine}`;
+            if (progress) progress.log(line);
+            else opts.log(line);
           }
           lastEvaluation = evaluationLine;
           progress ??= progressLine(runId, live.totalSteps, live.step, opts.plainEverySeconds ?? 10);
