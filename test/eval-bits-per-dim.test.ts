@@ -18,7 +18,15 @@ const T = 40;
 const schedule = NoiseSchedule.fromConfig({ kind: 'linear', T, betaStart: 1e-3, betaEnd: 0.2 });
 // An imperfect but t-dependent noise predictor, so every KL term differs.
 const model: EpsModel = (x, t) =>
-  tf.tidy(() => tf.mul(x, tf.tensor4d(Float32Array.from(t, (ti) => 0.3 + ti / (2 * T)), [t.length, 1, 1, 1])));
+  tf.tidy(() =>
+    tf.mul(
+      x,
+      tf.tensor4d(
+        Float32Array.from(t, (ti) => 0.3 + ti / (2 * T)),
+        [t.length, 1, 1, 1],
+      ),
+    ),
+  );
 
 function images(count: number) {
   const rng = new Rng([3]);
