@@ -54,28 +54,60 @@ export interface ClassifierInfo {
   backend: string;
 }
 
-/** Two conv blocks and a dense feature layer; wider for colour images, where the task is harder. */
+/**
+ * Two conv blocks, then the feature layer and the class logits as convolutions that cover the whole
+ * remaining map (the same as dense layers on the flattened map): tfjs-node's fused dense kernel leaks one
+ * tensor per call at inference, its fused convolution does not.
+ */
 function buildModel(shape: [number, number, number], classes: number, seed: number): tfl.LayersModel {
   const colour = shape[2] > 1;
   const [c1, c2, f] = colour ? [32, 64, 128] : [16, 32, 64];
   let layer = 0;
   const init = () => tfl.initializers.glorotUniform({ seed: seed * 16 + layer++ });
   const input = tfl.input({ shape });
-  let x = tfl.layers
-    .conv2d({ filters: c1, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init() })
-    .apply(input) as tfl.SymbolicTensor;
-  x = tfl.layers.maxPooling2d({ poolSize: 2 }).apply(x) as tfl.SymbolicTensor;
-  x = tfl.layers
-    .conv2d({ filters: c2, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init() })
-    .apply(x) as tfl.SymbolicTensor;
-  x = tfl.layers.maxPooling2d({ poolSize: 2 }).apply(x) as tfl.SymbolicTensor;
-  x = tfl.layers.flatten().apply(x) as tfl.SymbolicTensor;
-  const features = tfl.layers
-    .dense({ units: f, activation: 'relu', kernelInitializer: init(), name: FEATURE_LAYER })
-    .apply(x) as tfl.SymbolicTensor;
-  const probs = tfl.layers
-    .dense({ units: classes, activation: 'softmax', kernelInitializer: init(), name: 'probabilities' })
-    .apply(features) as tfl.SymbolicTensor;
+  const apply = (l: { apply: (x: tfl.SymbolicTensor) => unknown }, x: tfl.SymbolicTensor) =>
+    l.apply(x) as tfl.SymbolicTensor;
+  let x = apply(
+    tfl.layers.conv2d({
+      filters: c1,
+      kernelSize: 3,
+      padding: 'same',
+      activation: 'relu',
+      kernelInitializer: init(),
+    }),
+    input,
+  );
+  x = apply(tfl.layers.maxPooling2d({ poolSize: 2 }), x);
+  x = apply(
+    tfl.layers.conv2d({
+      filters: c2,
+      kernelSize: 3,
+      padding: 'same',
+      activation: 'relu',
+      kernelInitializer: init(),
+    }),
+    x,
+  );
+  x = apply(tfl.layers.maxPooling2d({ poolSize: 2 }), x);
+  const [h, w] = [Math.floor(Math.floor(shape[0] / 2) / 2), Math.floor(Math.floor(shape[1] / 2) / 2)];
+  const map = apply(
+    tfl.layers.conv2d({
+      filters: f,
+      kernelSize: [h, w],
+      activation: 'relu',
+      kernelInitializer: init(),
+      name: FEATURE_LAYER,
+    }),
+    x,
+  );
+  const logits = apply(
+    tfl.layers.conv2d({ filters: classes, kernelSize: 1, kernelInitializer: init() }),
+    map,
+  );
+  const probs = apply(
+    tfl.layers.activation({ activation: 'softmax', name: 'probabilities' }),
+    apply(tfl.layers.flatten(), logits),
+  );
   return tfl.model({ inputs: input, outputs: probs });
 }
 
@@ -168,7 +200,9 @@ export class QualityClassifier {
   readonly featureDim: number;
 
   constructor(readonly model: tfl.LayersModel) {
-    const features = model.getLayer(FEATURE_LAYER).output as tfl.SymbolicTensor;
+    // The feature layer's map is 1 x 1 x featureDim.
+    const map = model.getLayer(FEATURE_LAYER).output as tfl.SymbolicTensor;
+    const features = tfl.layers.flatten().apply(map) as tfl.SymbolicTensor;
     this.both = tfl.model({ inputs: model.inputs, outputs: [features, model.outputs[0]] });
     this.classes = model.outputs[0].shape[1] as number;
     this.featureDim = features.shape[1] as number;
