@@ -132,6 +132,15 @@ export interface TrainProgress {
   loss: number;
 }
 
+/** An untrained classifier of the architecture trainClassifier uses (benchmarks time its forward pass). */
+export function untrainedClassifier(
+  shape: [number, number, number],
+  classes: number,
+  seed = 0,
+): QualityClassifier {
+  return new QualityClassifier(buildModel(shape, classes, seed));
+}
+
 export async function trainClassifier(
   train: LabelledImages,
   heldOut: LabelledImages | null,
