@@ -30,6 +30,7 @@ const COMMANDS = [
   'cancel',
   'list',
   'sample',
+  'evaluate',
   'stop-local',
 ] as const;
 type CommandName = (typeof COMMANDS)[number];
@@ -156,6 +157,9 @@ const trainArgs = (runId: string, steps: number, extra: string[] = []) => [
   '5',
   '--backend',
   'tensorflow',
+  // In-run evaluation samples hundreds of images: tested on its own (pipeline-evaluation), off here.
+  '--evaluate-every',
+  '0',
   ...extra,
 ];
 
@@ -212,12 +216,24 @@ test('every command has --help, which names its options', async () => {
       '--peer-timeout',
       '--wire',
       '--pool',
+      '--evaluate-every',
+      '--eval-samples',
+      '--extractor',
     ],
     status: ['--run-id', '--watch', '--json'],
     pause: ['--run-id', '--wait'],
     resume: ['--run-id', '--watch'],
     cancel: ['--run-id', '--wait'],
     list: ['--limit', '--query', '--json'],
+    evaluate: [
+      '--run-id',
+      '--store',
+      '--checkpoint',
+      '--metrics',
+      '--samples',
+      '--extractor',
+      '--bpd-timesteps',
+    ],
     sample: [
       '--run-id',
       '--store',
@@ -282,6 +298,9 @@ test('bad input fails with one error line naming the problem, before anything st
     ],
     ['status', ['--run-id', '../x'], /--run-id .*run IDs use/],
     ['sample', ['--run-id', 'nothing', '--store', store], /run nothing has no valid checkpoint/],
+    ['evaluate', ['--run-id', 'nothing', '--store', store], /run nothing has no valid checkpoint/],
+    ['evaluate', ['--run-id', 'x', '--metrics', 'bpd,nope'], /--metrics .*unknown metric 'nope'/],
+    ['evaluate', ['--run-id', 'x', '--metrics', 'fid', '--store', store], /--metrics fid needs --extractor/],
   ];
   const results = await Promise.all(cases.map(([c, args, , cwd]) => cli(c, args, cwd)));
   results.forEach((r, i) => {
@@ -352,6 +371,34 @@ test('start-run brings up the stack and trains to completion; status, list and s
   // 2x2 grid of 32x32 images with 2-pixel padding: 70x70.
   const grid = readFileSync(path.join(scratch, 'grid.png'));
   expect([grid.readUInt32BE(16), grid.readUInt32BE(20)]).toEqual([70, 70]);
+
+  // evaluate scores the run's checkpoint from the dataset the run prepared (no held-out split in this
+  // one-batch CIFAR folder: bits/dim on training images, and the record says so).
+  const evaluated = await cli('evaluate', [
+    '--run-id',
+    'e2e',
+    '--store',
+    store,
+    '--samples',
+    '8',
+    '--steps',
+    '2',
+    '--bpd-images',
+    '4',
+    '--bpd-timesteps',
+    '2',
+    '--backend',
+    'tensorflow',
+  ]);
+  expectSuccess(evaluated);
+  expect(evaluated.stdout).toMatch(/^step 4:$/m);
+  expect(evaluated.stdout).toMatch(
+    /bits\/dim: [\d.]+ ± [\d.]+ \(train split, 4 images, 2 of 999 KL timesteps/,
+  );
+  expect(evaluated.stdout).toMatch(/classifier FID: [\d.]+ \(built-in classifier/);
+  expect(evaluated.stdout).toMatch(/class histogram: 0:\d+ 1:\d+/);
+  expect(evaluated.stdout).toContain(`plots:   file://${store}/e2e/plots/index.html`);
+  expect(existsSync(path.join(store, 'e2e', 'plots', 'metrics.png'))).toBe(true);
 
   // A completed run is not started again: start-run reports its result.
   const again = await cli('start-run', trainArgs('e2e', 4));

@@ -1,7 +1,11 @@
 import type { RetryPolicy } from '@temporalio/common';
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
-import { EVALUATION_DEFAULTS, type EvaluationSettings, type EvaluationSummary } from '../core/eval/settings';
+import {
+  IN_RUN_EVALUATION_DEFAULTS,
+  type EvaluationSettings,
+  type EvaluationSummary,
+} from '../core/eval/settings';
 import {
   CarriedState,
   EvaluateResult,
@@ -54,7 +58,7 @@ export function evaluationInterval(input: TrainingRunInput): number {
 function evaluationSettings(input: TrainingRunInput): EvaluationSettings {
   const plan = input.evaluation ?? {};
   return {
-    ...EVALUATION_DEFAULTS,
+    ...IN_RUN_EVALUATION_DEFAULTS,
     ...(plan.metrics && { metrics: plan.metrics }),
     ...(plan.samples !== undefined && { samples: plan.samples }),
     ...(plan.sampler && { sampler: plan.sampler }),

@@ -31,6 +31,7 @@ export interface EvaluationSettings {
   referenceImages?: number;
 }
 
+/** What `npm run evaluate` does by default. */
 export const EVALUATION_DEFAULTS: EvaluationSettings = {
   metrics: ['bpd', 'score'],
   samples: 500,
@@ -40,6 +41,16 @@ export const EVALUATION_DEFAULTS: EvaluationSettings = {
   batchSize: 64,
   kidSubsets: 100,
   kidSubsetSize: 1000,
+};
+
+/**
+ * In-run evaluations cost less, so they stay a small fraction of a CPU run's time: fewer samples and DDIM
+ * steps (the classifier score is then noisier, and only comparable with other in-run numbers).
+ */
+export const IN_RUN_EVALUATION_DEFAULTS: EvaluationSettings = {
+  ...EVALUATION_DEFAULTS,
+  samples: 256,
+  sampler: { kind: 'ddim', steps: 25 },
 };
 
 /** A user-supplied feature network for FID/KID (see README "Evaluation"). */

@@ -178,6 +178,8 @@ export class PipelineHarness {
       },
       timeouts: { heartbeatSeconds: 5, segmentHours: 1 },
       backend: 'tensorflow',
+      // These runs time failures and recoveries; in-run evaluation has its own test (pipeline-evaluation).
+      evaluation: { every: 0 },
     };
   }
 
