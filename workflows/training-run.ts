@@ -59,7 +59,10 @@ function evaluationSettings(input: TrainingRunInput): EvaluationSettings {
   const plan = input.evaluation ?? {};
   return {
     ...IN_RUN_EVALUATION_DEFAULTS,
-    ...(plan.metrics && { metrics: plan.metrics }),
+    // An extractor without a metric list means: FID too.
+    ...(plan.metrics
+      ? { metrics: plan.metrics }
+      : plan.extractor && { metrics: [...IN_RUN_EVALUATION_DEFAULTS.metrics, 'fid' as const] }),
     ...(plan.samples !== undefined && { samples: plan.samples }),
     ...(plan.sampler && { sampler: plan.sampler }),
     ...(plan.bpdImages !== undefined && { bpdImages: plan.bpdImages }),
