@@ -372,8 +372,16 @@ test('start-run brings up the stack and trains to completion; status, list and s
   const grid = readFileSync(path.join(scratch, 'grid.png'));
   expect([grid.readUInt32BE(16), grid.readUInt32BE(20)]).toEqual([70, 70]);
 
-  // evaluate scores the run's checkpoint from the dataset the run prepared (no held-out split in this
-  // one-batch CIFAR folder: bits/dim on training images, and the record says so).
+  // A completed run is not started again: start-run reports its result.
+  const again = await cli('start-run', trainArgs('e2e', 4));
+  expectSuccess(again);
+  expect(again.stdout).toContain('run e2e completed: step 4');
+  expect(again.stderr).not.toMatch(/started run/);
+});
+
+test('evaluate scores the finished run from the dataset it prepared', async () => {
+  // The e2e run above. No held-out split in its one-batch CIFAR folder: bits/dim on training images, and
+  // the record says so.
   const evaluated = await cli('evaluate', [
     '--run-id',
     'e2e',
@@ -399,13 +407,7 @@ test('start-run brings up the stack and trains to completion; status, list and s
   expect(evaluated.stdout).toMatch(/class histogram: 0:\d+ 1:\d+/);
   expect(evaluated.stdout).toContain(`plots:   file://${store}/e2e/plots/index.html`);
   expect(existsSync(path.join(store, 'e2e', 'plots', 'metrics.png'))).toBe(true);
-
-  // A completed run is not started again: start-run reports its result.
-  const again = await cli('start-run', trainArgs('e2e', 4));
-  expectSuccess(again);
-  expect(again.stdout).toContain('run e2e completed: step 4');
-  expect(again.stderr).not.toMatch(/started run/);
-});
+}, 240_000);
 
 test('a killed CLI leaves the run going; start-run re-attaches to it and it completes', async () => {
   const first = launch('start-run', trainArgs('kill', 40));
