@@ -7,6 +7,7 @@ import { Trainer } from '../core/train/trainer';
 import { CoordinatorError, Group } from '../coordinator/api';
 import type {
   SegmentHeartbeat,
+  SegmentStopped,
   SlotNotAdmitted,
   TrainSegmentInput,
   TrainSegmentResult,
@@ -53,6 +54,8 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   const repo = new CheckpointRepository(store, input.runId);
   let trainer: Trainer | null = null;
   let group: Group | null = null;
+  /** The checkpoint this writer last saved (or resumed from): where the run stands if it stops now. */
+  let stopped: SegmentStopped | null = null;
   try {
     const backend = await ensureBackend(input.backend);
     const data = await withHeartbeats(loadPreparedDataset(store, input.datasetKey), () => beat);
@@ -101,7 +104,8 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     // Every rank holds the same state after each all-reduced update: one writer is enough.
     const writesCheckpoints = group === null || group.rank === 0;
     let savedStep = resumedFromStep;
-    let checkpointKey = steps.length > 0 ? repo.keyFor(resumedFromStep) : '';
+    let checkpointKey = state ? repo.keyFor(resumedFromStep) : '';
+    if (writesCheckpoints && state) stopped = { step: resumedFromStep, checkpointKey };
     let saveSeconds = 0;
     const save = async (t: Trainer) => {
       if (!writesCheckpoints) {
@@ -118,6 +122,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         () => beat,
       );
       savedStep = t.state.step;
+      stopped = { step: savedStep, checkpointKey };
       lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
       saveSeconds += (performance.now() - s0) / 1000;
       beat.phase = 'training';
@@ -190,9 +195,10 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     if (err instanceof Error && /^loss is (NaN|Infinity|-Infinity)/.test(err.message)) {
       throw ApplicationFailure.nonRetryable(err.message, 'TrainingDivergedError');
     }
-    if (ctx.cancellationSignal.aborted && !(err instanceof CancelledFailure)) {
-      // An all-reduce torn down by this trainer's own cancellation: report the cancellation.
-      throw new CancelledFailure('segment cancelled');
+    if (ctx.cancellationSignal.aborted) {
+      // Cancelled (pause, cancel, shutdown), or an all-reduce torn down by this trainer's own
+      // cancellation: report the cancellation, with the checkpoint the run stopped at.
+      throw new CancelledFailure('segment cancelled', stopped ? [stopped] : []);
     }
     throw asNonRetryable(asAttemptFailure(err));
   } finally {
