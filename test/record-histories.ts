@@ -5,7 +5,7 @@
  * docs/workflow-versioning.md): the fixtures stand for runs that were in flight when the workflow code
  * changed, so the old ones must keep replaying; add new ones next to them.
  *
- *   npm run record-histories [-- --only single-worker,pause-resume] [--out DIR]
+ *   npm run record-histories [-- --only single-worker,pause-resume] [--suffix after-patch-x] [--out DIR]
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -170,8 +170,9 @@ async function main(): Promise<void> {
     .description('Record the workflow histories replayed by test/workflow-replay.test.ts (real runs).')
     .option('--only <names>', `comma-separated subset of: ${Object.keys(SCENARIOS).join(', ')}`)
     .option('--out <dir>', 'where the JSON files go', HISTORIES_DIR)
+    .option('--suffix <name>', 'write <scenario>.<name>.json, next to the older recordings (after a patch)')
     .parse()
-    .opts<{ only?: string; out: string }>();
+    .opts<{ only?: string; out: string; suffix?: string }>();
   const names = o.only ? o.only.split(',') : Object.keys(SCENARIOS);
   for (const n of names) if (!SCENARIOS[n]) throw new Error(`--only: no scenario '${n}'`);
   const version = recordedWith();
@@ -189,7 +190,8 @@ async function main(): Promise<void> {
       await trainer?.kill('SIGTERM');
       const histories = await executionHistories(h, handle);
       for (const [i, history] of histories.entries()) {
-        const file = join(o.out, histories.length === 1 ? `${name}.json` : `${name}.${i + 1}.json`);
+        const stem = o.suffix ? `${name}.${o.suffix}` : name;
+        const file = join(o.out, histories.length === 1 ? `${stem}.json` : `${stem}.${i + 1}.json`);
         const fixture: HistoryFixture = {
           scenario: name,
           description: scenario.description,
