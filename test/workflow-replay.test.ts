@@ -62,6 +62,30 @@ test('the fixtures cover every recorded scenario', () => {
   expect(fixtures.filter((f) => f.scenario === 'continue-as-new').length).toBeGreaterThanOrEqual(2);
 });
 
+/** The IDs of the patches (wf.patched) whose markers a history recorded. */
+function patchIds(history: unknown): string[] {
+  const events = (history as { events: { markerRecordedEventAttributes?: MarkerAttributes }[] }).events;
+  return events.flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    const data =
+      marker?.markerName === 'core_patch' ? marker.details?.['patch-data']?.payloads?.[0]?.data : null;
+    return data ? [(JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { id: string }).id] : [];
+  });
+}
+type MarkerAttributes = { markerName?: string; details?: Record<string, { payloads?: { data?: string }[] }> };
+
+test('both sides of each patch are replayed: a pause and a cancel recorded before it and after it', () => {
+  for (const scenario of ['pause-resume', 'cancel']) {
+    const recorded = fixtures.filter((f) => f.scenario === scenario);
+    const marked = recorded.filter((f) => patchIds(f.history).includes('stopped-step-from-cancellation'));
+    expect({ scenario, before: recorded.length - marked.length, after: marked.length }).toEqual({
+      scenario,
+      before: 1,
+      after: 1,
+    });
+  }
+});
+
 test('every recorded history replays on the current workflow code without nondeterminism', async () => {
   const results = await replayAll(bundle);
   expect(results.map((r) => r.file)).toEqual(files);
