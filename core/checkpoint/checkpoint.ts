@@ -126,6 +126,12 @@ export function parseManifest(bytes: Uint8Array, where: string): CheckpointManif
   return m as CheckpointManifest;
 }
 
+/**
+ * A training state already in memory that may stand in for a checkpoint's objects: given the checkpoint's
+ * validated manifest, it returns the state if that state is exactly what the objects hold.
+ */
+export type StateInMemory = (manifest: CheckpointManifest) => TrainState | undefined;
+
 export interface LoadedCheckpoint {
   state: TrainState;
   config: RunConfig;
@@ -134,13 +140,15 @@ export interface LoadedCheckpoint {
 
 /**
  * Reads and verifies a checkpoint through `readObject` (a directory, an object store, ...). With
- * `expected`, refuses a checkpoint whose model or diffusion settings differ from it.
+ * `expected`, refuses a checkpoint whose model or diffusion settings differ from it. With `inMemory`, a
+ * state the caller holds replaces reading the objects when the manifest describes exactly that state.
  */
 export async function decodeCheckpoint(
   manifestBytes: Uint8Array,
   readObject: (name: string) => Promise<Uint8Array>,
   where: string,
   expected?: RunConfig,
+  inMemory?: StateInMemory,
 ): Promise<LoadedCheckpoint> {
   const manifest = parseManifest(manifestBytes, where);
   const config = manifest.config;
@@ -158,6 +166,8 @@ export async function decodeCheckpoint(
       `${where}: manifest says ${manifest.paramCount} parameters, its config builds ${layout.totalSize}`,
     );
   }
+  const known = inMemory?.(manifest);
+  if (known) return { state: known, config, manifest };
   const load = async (name: string, tensorsPerParam: number) => {
     const entry = manifest.files[name];
     if (!entry) throw new CheckpointError(`${where}: manifest does not list ${name}`);
