@@ -7,12 +7,12 @@ import { runCli } from './errors';
 import { runLocal } from './local-run';
 import {
   ConfigOverrides,
-  RunIdSchema,
   addConfigOverrideOptions,
   defaultRunId,
   positiveInt,
   resolveRunConfig,
 } from './options';
+import { runIdOption } from './run-input';
 
 const program = addConfigOverrideOptions(
   new Command('train')
@@ -28,7 +28,7 @@ const program = addConfigOverrideOptions(
       'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, or a directory of PNGs',
     )
     .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
-    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
+    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)', runIdOption)
     .addOption(
       new Option('--backend <name>', 'TF.js backend')
         .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
@@ -63,7 +63,7 @@ interface Options extends ConfigOverrides {
 runCli(async () => {
   const o = program.parse().opts<Options>();
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const runId = RunIdSchema.parse(o.runId ?? defaultRunId(o.preset));
+  const runId = o.runId ?? defaultRunId(o.preset);
   const config = resolveRunConfig(o.preset, o);
   const backend = await initBackend(o.backend, log);
   const microBatchSize = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
