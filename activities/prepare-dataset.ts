@@ -1,7 +1,8 @@
 import { heartbeat } from '@temporalio/activity';
 import { loadImageDataset, parseShardManifest, splitIntoShards } from '../core/data';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
-import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
+import { localCopyOf, log, storeFor } from './runtime';
+import { asActivityFailure } from './failures';
 
 /**
  * Reads the dataset source once and writes it into the store as checksummed shards under
@@ -47,6 +48,6 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       await local.cleanup();
     }
   } catch (err) {
-    throw asNonRetryable(err);
+    throw asActivityFailure(err);
   }
 }

@@ -1,10 +1,8 @@
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { BackendInfo, BackendName, initBackend } from '../core/backend';
-import { CheckpointError } from '../core/checkpoint/checkpoint';
 import { DatasetError, ShardedImages, joinShards, parseShardManifest } from '../core/data';
 import { ObjectStore, openStore } from '../store';
 
@@ -98,16 +96,4 @@ export async function localCopyOf(source: string): Promise<{ path: string; clean
     await cleanup();
     throw e;
   }
-}
-
-/**
- * Input problems fail the workflow at once instead of being retried: Temporal matches the error's type
- * against the retry policy's non-retryable types, and this makes the type explicit.
- */
-export function asNonRetryable(err: unknown): unknown {
-  if (err instanceof DatasetError) return ApplicationFailure.nonRetryable(err.message, 'DatasetError');
-  if (err instanceof CheckpointError && /does not match this run/.test(err.message)) {
-    return ApplicationFailure.nonRetryable(err.message, 'CheckpointMismatchError');
-  }
-  return err;
 }

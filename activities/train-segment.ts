@@ -1,5 +1,4 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
@@ -13,8 +12,8 @@ import type {
 } from '../workflows/api';
 import { asAttemptFailure, groupReducer, joinSlotGroup } from './data-parallel';
 import { checkpointFaultHook } from './fault-injection';
+import { asActivityFailure } from './failures';
 import {
-  asNonRetryable,
   ensureBackend,
   loadPreparedDataset,
   log,
@@ -187,14 +186,11 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       overheadSeconds: setupSeconds + saveSeconds,
     };
   } catch (err) {
-    if (err instanceof Error && /^loss is (NaN|Infinity|-Infinity)/.test(err.message)) {
-      throw ApplicationFailure.nonRetryable(err.message, 'TrainingDivergedError');
-    }
     if (ctx.cancellationSignal.aborted && !(err instanceof CancelledFailure)) {
       // An all-reduce torn down by this trainer's own cancellation: report the cancellation.
       throw new CancelledFailure('segment cancelled');
     }
-    throw asNonRetryable(asAttemptFailure(err));
+    throw asActivityFailure(asAttemptFailure(err));
   } finally {
     trainer?.dispose();
     // Leaving early (error, cancellation) tells the peers at once instead of letting them time out.
