@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MissingToolError, resolveTool } from './binaries';
+import { ensureTemporalCli } from '../setup/ensure-temporal-cli';
 import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
 import { registerSearchAttributes } from './register-search-attributes';
 import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
@@ -117,10 +118,32 @@ export function slotCpus(slot: number, workers: number, cores = os.availablePara
   return share === 1 ? `${first}` : `${first}-${first + share - 1}`;
 }
 
-/** Starts the dev server unless one answers already; registers the search attributes either way. */
+/**
+ * Starts the dev server unless one answers already; registers the search attributes either way. The
+ * Temporal CLI is installed on first use, before the stack lock is taken (its build takes minutes).
+ */
 export async function ensureLocalServer(settings: LocalStackSettings, log: Log): Promise<LocalServer> {
   mkdirSync(settings.stateDir, { recursive: true });
+  const running =
+    runningDaemon(settings.stateDir, SERVER.name, SERVER.marker) !== null ||
+    (await answers(localServer(settings)));
+  if (!running) {
+    try {
+      await ensureTemporalCli(log);
+    } catch (err) {
+      throw new Error(`the local stack needs the Temporal CLI: ${(err as Error).message}`);
+    }
+  }
   return withStackLock(settings.stateDir, () => ensureServerLocked(settings, log));
+}
+
+function localServer(settings: LocalStackSettings): LocalServer {
+  return {
+    address: localAddress(settings),
+    namespace: settings.namespace,
+    uiUrl: `http://localhost:${settings.uiPort}`,
+    startedNow: false,
+  };
 }
 
 /**
@@ -279,13 +302,8 @@ export function localDaemonPids(settings: LocalStackSettings): Record<string, nu
 }
 
 async function ensureServerLocked(settings: LocalStackSettings, log: Log): Promise<LocalServer> {
-  const address = localAddress(settings);
-  const server: LocalServer = {
-    address,
-    namespace: settings.namespace,
-    uiUrl: `http://localhost:${settings.uiPort}`,
-    startedNow: false,
-  };
+  const server = localServer(settings);
+  const { address } = server;
   const stateFile = path.join(settings.stateDir, 'stack.json');
   const ours = runningDaemon(settings.stateDir, SERVER.name, SERVER.marker);
   if (ours) {
