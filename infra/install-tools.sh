@@ -27,7 +27,7 @@ VERSITYGW_MODULE="github.com/versity/versitygw/cmd/versitygw"
 VERSITYGW_VERSION="v1.7.0"
 MIN_GO_MINOR=25
 # Packages each build compiles (go 1.26, linux/amd64), for the progress line's "n of about N".
-TEMPORAL_PACKAGES=1050
+TEMPORAL_PACKAGES=1300
 VERSITYGW_PACKAGES=520
 
 QUIET=0

@@ -85,7 +85,7 @@ describe('build selection (simulated NVIDIA drivers)', () => {
     );
   });
 
-  test('--cpu and --cuda force a build; --cuda fails clearly where it cannot run', () => {
+  test('--cpu and --cuda force a build; --cuda fails clearly where the GPU could not run it', () => {
     expect(printVariant(driver550(), ['--cpu']).out).toBe(
       'cpu: CPU build requested (NVIDIA driver 550.54.14 present)',
     );
@@ -99,11 +99,12 @@ describe('build selection (simulated NVIDIA drivers)', () => {
         '[tfjs-native] ERROR: --cuda: NVIDIA driver 470.82.01 is too old for CUDA 12 (needs >= 525.60.13); ' +
         'update the driver, or use --cpu.',
     });
-    const none = printVariant(noDriver(), ['--cuda']);
-    expect(none.status).toBe(1);
-    expect(none.err).toMatch(
-      /^\[tfjs-native\] ERROR: --cuda: no NVIDIA driver found \(no .*FAKE-no-such-driver-file, no nvidia-smi\); install the driver, or use --cpu\.$/,
-    );
+    // Without any driver the CUDA build can still be installed (it runs on the CPU): an image, or CI.
+    expect(printVariant(noDriver(), ['--cuda'])).toEqual({
+      status: 0,
+      out: 'cuda: CUDA build requested; no NVIDIA driver found, so it runs on the CPU until one is installed',
+      err: '',
+    });
   });
 
   test('TFJS_NATIVE_VARIANT forces a build too, and a wrong value is refused', () => {

@@ -73,3 +73,13 @@ export function firstVisibleGpu(
   if (/^\d+$/.test(first)) return gpus.find((g) => g.index === Number(first));
   return gpus.find((g) => g.uuid !== undefined && g.uuid.startsWith(first));
 }
+
+/**
+ * Why `--gpu index` cannot work here, or null. An empty list (no nvidia-smi, no driver entries in /proc)
+ * proves nothing, so only an index missing from a known list is refused.
+ */
+export function gpuChoiceProblem(index: number, gpus: NvidiaGpu[]): string | null {
+  if (gpus.length === 0 || gpus.some((g) => g.index === index)) return null;
+  const indices = gpus.map((g) => g.index);
+  return `--gpu ${index}: this machine's NVIDIA GPUs are ${indices.length === 1 ? indices[0] : `${Math.min(...indices)}-${Math.max(...indices)}`} (${gpus.map((g) => g.name).join(', ')})`;
+}

@@ -86,11 +86,15 @@ select_variant() {
   case "$REQUEST" in
     cpu) VARIANT=cpu WHY="CPU build requested${driver:+ (NVIDIA driver $driver present)}" ;;
     cuda)
-      [[ -n "$driver" ]] ||
-        die "--cuda: no NVIDIA driver found (no ${TFJS_NATIVE_NVIDIA_VERSION_FILE:-/proc/driver/nvidia/version}, no nvidia-smi); install the driver, or use --cpu."
-      version_at_least "$driver" "$MIN_CUDA12_DRIVER" ||
-        die "--cuda: NVIDIA driver $driver is too old for CUDA 12 (needs >= $MIN_CUDA12_DRIVER); update the driver, or use --cpu."
-      VARIANT=cuda WHY="CUDA build requested (NVIDIA driver $driver)"
+      # Without a driver the CUDA build still runs, on the CPU (preparing a machine image, or CI checking
+      # that fallback); with a driver too old for CUDA 12 the user's GPU would sit idle, so that stops.
+      if [[ -z "$driver" ]]; then
+        VARIANT=cuda WHY="CUDA build requested; no NVIDIA driver found, so it runs on the CPU until one is installed"
+      else
+        version_at_least "$driver" "$MIN_CUDA12_DRIVER" ||
+          die "--cuda: NVIDIA driver $driver is too old for CUDA 12 (needs >= $MIN_CUDA12_DRIVER); update the driver, or use --cpu."
+        VARIANT=cuda WHY="CUDA build requested (NVIDIA driver $driver)"
+      fi
       ;;
     auto)
       if [[ -z "$driver" ]]; then
