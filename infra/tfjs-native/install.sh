@@ -150,25 +150,24 @@ check_platform() {
 
 # --- libtensorflow from PyPI ----------------------------------------------------------------------
 
-# Progress of pip downloading into $WHEEL_DIR (finished wheels) and $CACHE_DIR/tmp (the one in flight).
-download_progress() {
-  local mb
-  mb="$(du -smc "$WHEEL_DIR" "$CACHE_DIR/tmp" 2>/dev/null | tail -n 1 | cut -f1)"
-  printf '%s MB downloaded' "$mb"
-}
+# Progress of the wheel pip is downloading (into $CACHE_DIR/tmp).
+download_progress() { printf '%s MB downloaded' "$(du -sm "$CACHE_DIR/tmp" 2>/dev/null | cut -f1)"; }
 
-# pip download of pinned wheels (no dependencies) into $WHEEL_DIR; finished wheels are kept, so a failed
-# download resumes with the ones still missing. Args: step name, requirement...
+# pip download of one pinned wheel (no dependencies) into $WHEEL_DIR, unless it is there from an earlier,
+# interrupted attempt: pip saves a file only when all of a command's downloads are done, so one command
+# per wheel is what lets a failed download resume with the wheels still missing. Args: step, requirement.
 pip_download() {
-  local step="$1"
-  shift
+  local step="$1" requirement="$2"
+  local name="${requirement%%==*}" version="${requirement#*==}"
+  if compgen -G "$WHEEL_DIR/${name//-/_}-$version-*.whl" >/dev/null; then return 0; fi
+  rm -rf "$CACHE_DIR/tmp"
   mkdir -p "$WHEEL_DIR" "$CACHE_DIR/tmp"
   # Only the .so files are used, so the Python tag does not matter. --no-cache-dir: $WHEEL_DIR is the
   # cache; pip's own would hold a second copy of gigabytes of CUDA wheels.
-  run_step "$step" "downloading $* from PyPI" download_progress \
+  run_step "$step" "downloading $requirement from PyPI" download_progress \
     env TMPDIR="$CACHE_DIR/tmp" python3 -m pip download --no-deps --only-binary=:all: --no-cache-dir \
     --python-version 3.11 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 -d "$WHEEL_DIR" "$@"
+    --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64 -d "$WHEEL_DIR" "$requirement"
 }
 
 tf_wheel() { compgen -G "$WHEEL_DIR/tensorflow*-$TF_VERSION-*.whl" | head -n 1; }
@@ -188,16 +187,17 @@ PY
 }
 
 fetch_wheels() {
-  if [[ "$VARIANT" == cpu ]]; then
-    [[ -n "$(tf_wheel)" ]] || pip_download pip-download-tensorflow "tensorflow-cpu==$TF_VERSION"
-    return 0
-  fi
-  [[ -n "$(tf_wheel)" ]] || pip_download pip-download-tensorflow "tensorflow==$TF_VERSION"
-  local reqs
+  local tf_package=tensorflow-cpu
+  if [[ "$VARIANT" == cuda ]]; then tf_package=tensorflow; fi
+  pip_download pip-download-tensorflow "$tf_package==$TF_VERSION"
+  [[ "$VARIANT" == cuda ]] || return 0
+  local reqs req n=0
   reqs="$(cuda_requirements "$(tf_wheel)")"
   [[ -n "$reqs" ]] || die "tensorflow $TF_VERSION names no nvidia-*-cu12 libraries in its and-cuda extra; use a CUDA-enabled version (e.g. 2.18.1)."
-  # shellcheck disable=SC2086 # one requirement per word
-  pip_download pip-download-cuda-libraries $reqs
+  for req in $reqs; do
+    n=$((n + 1))
+    pip_download "pip-download-cuda-$n" "$req"
+  done
 }
 
 # Unpacks what tfjs-node needs from the wheels into a partial folder ($1): the two TF libraries, the C
@@ -374,6 +374,7 @@ make_link() {
 # unless tfjs-node shares the project's tfjs-core instance. Prints one line: TF version and device.
 verify() {
   local dir="$1/$TFJS_NODE_REL"
+  # TensorFlow's own log lines (stderr) are kept for a failure; stdout is the one-line result.
   (cd "$REPO_ROOT" && TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}" TF_FORCE_GPU_ALLOW_GROWTH=true node -e "
     const dir = process.argv[1];
     require(dir);
@@ -387,7 +388,7 @@ verify() {
       const binding = tf.backend().binding;
       console.log('TF ' + binding.TF_Version + ', ' + (binding.isUsingGpuDevice() ? 'on GPU' : 'on CPU'));
     }).catch((e) => { console.error(e); process.exit(1); });
-  " "$dir" 2>&1)
+  " "$dir" 2>"$LOG_DIR/verify.log")
 }
 
 link_into_project() {
@@ -398,8 +399,10 @@ link_into_project() {
     make_link "$target"
   fi
   local out
+  mkdir -p "$LOG_DIR"
+  rm -f "$LOG_DIR/verify.log"
   if ! out="$(verify "$target")"; then
-    printf '%s\n' "$out" | tail -n 15 >&2
+    { printf '%s\n' "$out"; tail -n 15 "$LOG_DIR/verify.log"; } >&2
     rm -f "$LINK_DIR/.ready"
     # Other clones may use the shared build, so it is left for the user to judge and delete.
     die "the built tfjs-node does not load or compute correctly (output above); delete $BUILD_DIR (and $LIBTF_DIR to start over) and re-run $0."
