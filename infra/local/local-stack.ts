@@ -9,6 +9,7 @@ import { ensureTemporalCli } from '../setup/ensure-temporal-cli';
 import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
 import { registerSearchAttributes } from './register-search-attributes';
 import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
+import { listNvidiaGpus } from '../../core/backend/nvidia';
 import { parseAddress } from '../../coordinator/protocol';
 import { TRAINER_TASK_QUEUE, slotTaskQueue } from '../../workflows/api';
 import { activityQueuePollers, trainerQueuePollers } from './trainer-pollers';
@@ -199,15 +200,17 @@ export async function ensureLocalWorker(
           args: ['--host', HOST, '--port', String(settings.coordinatorPort)],
           polled: () => tcpAnswers(coordinator),
         });
+        // One GPU per trainer where the machine has enough NVIDIA GPUs, else a share of the cores.
+        const gpus = listNvidiaGpus().length >= workers;
         for (let slot = 0; slot < workers; slot++) {
-          const cpus = slotCpus(slot, workers);
+          const cpus = gpus ? null : slotCpus(slot, workers);
           roles.push({
             daemon: slotWorker(slot),
-            what: `trainer slot ${slot}${cpus ? ` (cores ${cpus})` : ''}`,
+            what: `trainer slot ${slot}${gpus ? ` (GPU ${slot})` : cpus ? ` (cores ${cpus})` : ''}`,
             script: trainerScript,
             args: [
               ...['--backend', backend, '--no-workflows', '--no-shared', '--slot', String(slot)],
-              ...(cpus ? ['--cpus', cpus] : []),
+              ...(gpus ? ['--gpu', String(slot)] : cpus ? ['--cpus', cpus] : []),
             ],
             polled: async () =>
               (await activityQueuePollers(
