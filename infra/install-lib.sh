@@ -5,14 +5,13 @@
 
 # ${XDG_CACHE_HOME:-~/.cache}/ddpm-temporal: shared by every clone of this user, so a second clone (or the
 # fresh clone a CI check makes) starts with the tools already built. DDPM_TOOLS_CACHE / TFJS_NATIVE_CACHE
-# move the parts; without a HOME the clone's own .cache is used.
+# move the parts. infra/cache-root.ts computes the same for the TypeScript side.
 default_cache_root() {
   if [[ -n "${XDG_CACHE_HOME:-}" ]]; then
     printf '%s/ddpm-temporal' "$XDG_CACHE_HOME"
-  elif [[ -n "${HOME:-}" ]]; then
-    printf '%s/.cache/ddpm-temporal' "$HOME"
   else
-    printf '%s/.cache' "$REPO_ROOT"
+    # Without HOME, ~ is the user's home from the password database.
+    printf '%s/.cache/ddpm-temporal' "${HOME:-$(echo ~)}"
   fi
 }
 

@@ -23,7 +23,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultCacheRoot } from '../infra/local/binaries';
+import { defaultCacheRoot } from '../infra/cache-root';
 import { prepareNativeBackend } from '../infra/setup/ensure-native-backend';
 
 const REPO = path.resolve(__dirname, '..');

@@ -1,16 +1,6 @@
 import { accessSync, constants } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-
-/**
- * The installers' shared cache, as infra/install-lib.sh computes it: $XDG_CACHE_HOME/ddpm-temporal or
- * ~/.cache/ddpm-temporal (every clone of this user shares it), the clone's .cache without a home.
- */
-export function defaultCacheRoot(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.XDG_CACHE_HOME) return path.join(env.XDG_CACHE_HOME, 'ddpm-temporal');
-  const home = env.HOME || os.homedir();
-  return home ? path.join(home, '.cache', 'ddpm-temporal') : path.resolve(__dirname, '..', '..', '.cache');
-}
+import { defaultCacheRoot } from '../cache-root';
 
 /** Where infra/install-tools.sh puts its builds: $DDPM_TOOLS_CACHE/bin (default <cache root>/tools/bin). */
 export function toolsBinDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,5 +1,5 @@
+export { defaultCacheRoot } from '../cache-root';
 export {
-  defaultCacheRoot,
   findOnPath,
   MissingToolError,
   resolveTool,
