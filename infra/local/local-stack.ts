@@ -371,7 +371,9 @@ async function answers(server: LocalServer): Promise<boolean> {
 
 async function waitForServer(server: LocalServer, daemon: Daemon): Promise<void> {
   await waitUntil(`Temporal dev server on ${server.address}`, () => answers(server), {
-    timeoutMs: 60_000,
+    // A first start (new SQLite schema, a just-built binary not yet in the page cache) took over 60 s
+    // on a heavily loaded 2-core machine; a server that dies is noticed at once (giveUp) regardless.
+    timeoutMs: 180_000,
     intervalMs: 250,
     giveUp: () => (processAlive(daemon.pid) ? undefined : `exited: ${logTail(daemon.logFile, 3)}`),
   });
