@@ -7,7 +7,8 @@ import { writeTensorboardEvents } from '../core/eval/tensorboard';
 import type { ExtractorSpec } from '../core/eval/settings';
 import { modelFilesAt, type ObjectStore } from '../store';
 import type { EvaluateInput, EvaluateResult } from '../workflows/api';
-import { asNonRetryable, ensureBackend, log, storeFor, yieldToEventLoop } from './runtime';
+import { asActivityFailure } from './failures';
+import { ensureBackend, log, storeFor, yieldToEventLoop } from './runtime';
 
 /** Loads the feature network a run or command names (path or s3:// URI, with its options). */
 export async function loadExtractor(spec: ExtractorSpec): Promise<FeatureExtractor> {
@@ -91,7 +92,7 @@ export async function evaluate(input: EvaluateInput): Promise<EvaluateResult> {
     const plots = await refreshRunReports(store, input.runId, log);
     return { ...result.summary, plots, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
-    throw asNonRetryable(err);
+    throw asActivityFailure(err);
   } finally {
     clearInterval(timer);
     extractor?.dispose();

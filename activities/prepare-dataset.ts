@@ -2,7 +2,8 @@ import { heartbeat } from '@temporalio/activity';
 import { parseShardManifest, prepareSplits } from '../core/data';
 import { datasetManifestKey, heldOutManifestKey } from '../core/run-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
-import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
+import { localCopyOf, log, storeFor, withHeartbeats } from './runtime';
+import { asActivityFailure } from './failures';
 
 /**
  * Reads the dataset source once and writes it into the store as checksummed shards under
@@ -27,14 +28,23 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
         channels: m.channels,
       };
     }
-    heartbeat({ phase: 'reading', source: input.dataset });
+    // Every phase heartbeats while it runs, not just between phases: reading a large dataset from slow
+    // storage or writing its shards to a slow store outlasts the heartbeat timeout.
     const local = await localCopyOf(input.dataset);
     try {
-      const { train, heldOut } = await prepareSplits(
-        store,
-        { train: manifestKey, heldOut: heldOutManifestKey(input.runId) },
-        { uri: input.dataset, localPath: local.path },
-        (name) => heartbeat({ phase: 'writing', shard: name }),
+      let phase: Record<string, string> = { phase: 'reading', source: input.dataset };
+      heartbeat(phase);
+      const { train, heldOut } = await withHeartbeats(
+        prepareSplits(
+          store,
+          { train: manifestKey, heldOut: heldOutManifestKey(input.runId) },
+          { uri: input.dataset, localPath: local.path },
+          (name) => {
+            phase = { phase: 'writing', shard: name };
+            heartbeat(phase);
+          },
+        ),
+        () => phase,
       );
       log(
         `dataset prepared: ${train.count} images ${train.height}x${train.width}x${train.channels}` +
@@ -52,6 +62,6 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       await local.cleanup();
     }
   } catch (err) {
-    throw asNonRetryable(err);
+    throw asActivityFailure(err);
   }
 }

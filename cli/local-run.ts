@@ -57,7 +57,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   const progress = progressLine('train', total, trainer.state.step);
 
   const checkpoint = async () => {
-    checkpointKey = await repo.save(trainer.state, config, o.keepCheckpoints);
+    checkpointKey = (await repo.save(trainer.state, config, o.keepCheckpoints)).key;
     await store.put(trainMetricsKey(runId, trainer.state.step), metrics.join(''));
     metrics = [];
   };
@@ -100,7 +100,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     progress.stop();
     trainer.dispose();
   }
-  if (!checkpointKey) checkpointKey = await repo.save(trainer.state, config, o.keepCheckpoints);
+  if (!checkpointKey) checkpointKey = (await repo.save(trainer.state, config, o.keepCheckpoints)).key;
   log(
     `done: step ${trainer.state.step}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
   );

@@ -18,6 +18,7 @@ import {
   defaultRunId,
   nonNegativeInt,
   positiveInt,
+  positiveNumber,
   resolveRunConfig,
 } from './options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
@@ -27,12 +28,6 @@ import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
 import { temporalSettings } from '../workers/temporal-config';
 import { watchRun } from './watch-run';
-
-const positiveNumber = (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`expected a positive number, got '${value}'`);
-  return n;
-};
 
 const program = addConfigOverrideOptions(
   new Command('start-run')
