@@ -104,21 +104,22 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     let checkpointKey = steps.length > 0 ? repo.keyFor(resumedFromStep) : '';
     let saveSeconds = 0;
     const save = async (t: Trainer) => {
+      const state = await t.hostState();
       if (!writesCheckpoints) {
-        savedStep = t.state.step;
+        savedStep = state.step;
         checkpointKey = repo.keyFor(savedStep);
-        lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
+        lastSaved = { runId: input.runId, storeUri: input.storeUri, state };
         return;
       }
       const s0 = performance.now();
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
       checkpointKey = await withHeartbeats(
-        repo.save(t.state, input.config, input.keepCheckpoints, checkpointFaultHook(t.state.step)),
+        repo.save(state, input.config, input.keepCheckpoints, checkpointFaultHook(state.step)),
         () => beat,
       );
-      savedStep = t.state.step;
-      lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
+      savedStep = state.step;
+      lastSaved = { runId: input.runId, storeUri: input.storeUri, state };
       saveSeconds += (performance.now() - s0) / 1000;
       beat.phase = 'training';
     };
@@ -134,7 +135,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         reduce: groupReducer(
           group,
           beat,
-          () => trainer?.state.step ?? 0,
+          () => trainer?.currentStep ?? 0,
           () => stepStartedAt,
         ),
       }),
@@ -145,14 +146,14 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('segment cancelled');
       },
     });
-    beat.step = trainer.state.step;
+    beat.step = trainer.currentStep;
     beat.phase = 'training';
     const setupSeconds = (performance.now() - startedAt) / 1000;
     let trainSeconds = 0;
     let images = 0;
     let loss = NaN;
     try {
-      while (trainer.state.step < targetStep) {
+      while (trainer.currentStep < targetStep) {
         stepStartedAt = performance.now();
         const r = await trainer.step();
         trainSeconds += r.seconds;
@@ -165,19 +166,19 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     } catch (err) {
       // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.
       const interrupted = err instanceof CancelledFailure || (group !== null && isPeerFailure(err));
-      if (interrupted && trainer.state.step > savedStep) {
-        log(`interrupted at step ${trainer.state.step} (${errorText(err)}): checkpointing before stopping`);
+      if (interrupted && trainer.currentStep > savedStep) {
+        log(`interrupted at step ${trainer.currentStep} (${errorText(err)}): checkpointing before stopping`);
         await save(trainer);
       }
       throw err;
     }
-    if (savedStep !== trainer.state.step) await save(trainer);
+    if (savedStep !== trainer.currentStep) await save(trainer);
     await group?.close();
     group = null;
     return {
       admitted: true,
       ...(beat.rank !== undefined && { rank: beat.rank, world: beat.world }),
-      step: trainer.state.step,
+      step: trainer.currentStep,
       loss,
       imagesPerSec: trainSeconds > 0 ? images / trainSeconds : 0,
       checkpointKey,

@@ -82,7 +82,7 @@ runCli(async () => {
   const trainSeconds = stepSeconds.reduce((a, b) => a + b, 0);
 
   // Sampling cost is one U-Net evaluation per denoising step; time one at the requested batch.
-  const { model, dispose } = epsModelFromWeights(config, trainer.state.ema);
+  const { model, dispose } = epsModelFromWeights(config, (await trainer.hostState()).ema);
   const x = tf.randomNormal([o.sampleBatch, size, size, channels], 0, 1, 'float32', 3) as tf.Tensor4D;
   const t = Int32Array.from({ length: o.sampleBatch }, (_, i) => (i * 7) % config.diffusion.timesteps);
   const warm = model(tf.slice(x, 0, 1), t.subarray(0, 1));
