@@ -5,6 +5,7 @@ import {
   conv2d,
   dense,
   groupNorm,
+  groupNormSilu,
   ParamLookup,
   silu,
   timestepEmbedding,
@@ -152,10 +153,10 @@ function resBlock(
   groups: number,
   dropoutMask: tf.Tensor4D | null,
 ): tf.Tensor4D {
-  let h = conv2d(silu(groupNorm(x, p, `${step.name}.norm1`, groups)), p, `${step.name}.conv1`);
+  let h = conv2d(groupNormSilu(x, p, `${step.name}.norm1`, groups), p, `${step.name}.conv1`);
   const tproj = dense(embedding, p, `${step.name}.temb_proj`);
   h = tf.add(h, tf.reshape(tproj, [tproj.shape[0], 1, 1, step.cout]));
-  h = silu(groupNorm(h, p, `${step.name}.norm2`, groups));
+  h = groupNormSilu(h, p, `${step.name}.norm2`, groups);
   if (dropoutMask) h = tf.mul(h, dropoutMask);
   h = conv2d(h, p, `${step.name}.conv2`);
   const shortcut = step.cin !== step.cout ? conv1x1(x, p, `${step.name}.nin_shortcut`) : x;
@@ -217,5 +218,5 @@ export function unetForward(
         break;
     }
   }
-  return conv2d(silu(groupNorm(h, p, 'norm_out', cfg.groups)), p, 'conv_out');
+  return conv2d(groupNormSilu(h, p, 'norm_out', cfg.groups), p, 'conv_out');
 }
