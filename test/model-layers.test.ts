@@ -5,7 +5,7 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import { groupNormOp } from '../core/model/layers';
+import { ParamLookup, conv1x1, groupNormOp, selfAttention } from '../core/model/layers';
 import { Purpose, Rng } from '../core/rng';
 import { registerGradients } from '../core/tf-gradients';
 
@@ -74,6 +74,43 @@ describe.each([
       if (diff >= 1e-4) throw new Error(`d/d${name}: max rel. difference ${diff}`);
       expect(got.grads[i].shape).toEqual(want.grads[i].shape);
     });
+  });
+});
+
+/** The attention of the reference AttnBlock written plainly: three 1x1 convolutions, scaled logits. */
+function plainAttention(h: tf.Tensor4D, p: ParamLookup): tf.Tensor4D {
+  const [b, height, width, c] = h.shape;
+  const tokens = (t: tf.Tensor4D) => tf.reshape(t, [b, height * width, c]);
+  const q = tokens(conv1x1(h, p, 'a.q'));
+  const k = tokens(conv1x1(h, p, 'a.k'));
+  const v = tokens(conv1x1(h, p, 'a.v'));
+  const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c)));
+  return conv1x1(tf.reshape(tf.matMul(weights, v), [b, height, width, c]) as tf.Tensor4D, p, 'a.proj_out');
+}
+
+test('attention from one q/k/v matMul matches three separate projections, value and gradients', () => {
+  const c = 8;
+  const names = ['q', 'k', 'v', 'proj_out'].flatMap((n) => [`a.${n}.weight`, `a.${n}.bias`]);
+  const params = names.map((n, i) => random(n.endsWith('weight') ? [1, 1, c, c] : [c], 10 + i, 0.4));
+  const h = random([2, 3, 4, c], 9) as tf.Tensor4D;
+  const upstream = random([2, 3, 4, c], 30);
+  const loss =
+    (f: typeof plainAttention) =>
+    (...ps: tf.Tensor[]) => {
+      const lookup = (n: string) => ps[names.indexOf(n) + 1];
+      return tf.sum(tf.mul(f(ps[0] as tf.Tensor4D, lookup), upstream));
+    };
+  const got = tf.valueAndGrads(loss((x, p) => selfAttention(x, p, 'a')))([h, ...params]);
+  const want = tf.valueAndGrads(loss(plainAttention))([h, ...params]);
+  expect(Math.abs(got.value.dataSync()[0] - want.value.dataSync()[0])).toBeLessThan(
+    1e-5 * Math.abs(want.value.dataSync()[0]),
+  );
+  // k's bias shifts every logit of a query equally, so softmax cancels it: its gradient is rounding noise,
+  // compared on the scale of all gradients.
+  const scale = Math.max(...want.grads.map((g) => tf.max(tf.abs(g)).dataSync()[0]));
+  ['h', ...names].forEach((name, i) => {
+    const diff = tf.max(tf.abs(tf.sub(got.grads[i], want.grads[i]))).dataSync()[0] / scale;
+    if (diff >= 1e-5) throw new Error(`d/d${name}: max difference ${diff} of the largest gradient`);
   });
 });
 

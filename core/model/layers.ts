@@ -23,6 +23,31 @@ export function conv1x1(x: tf.Tensor4D, p: ParamLookup, name: string): tf.Tensor
   return tf.reshape(tf.add(y, p(`${name}.bias`)), [b, h, w, cout]);
 }
 
+/**
+ * Single-head self-attention over the pixels of an NHWC map (the reference AttnBlock without its norm and
+ * residual): q, k and v come from one matMul against their weights side by side, the 1/sqrt(c) scale is
+ * folded into q's (small) weights instead of the [pixels x pixels] logits, and the output projection
+ * follows. Every matMul is batched over the samples.
+ */
+export function selfAttention(h: tf.Tensor4D, p: ParamLookup, name: string): tf.Tensor4D {
+  const [b, height, width, c] = h.shape;
+  const scale = 1 / Math.sqrt(c);
+  const weight = tf.concat(
+    [
+      tf.mul(tf.reshape(p(`${name}.q.weight`), [c, c]), scale),
+      tf.reshape(p(`${name}.k.weight`), [c, c]),
+      tf.reshape(p(`${name}.v.weight`), [c, c]),
+    ],
+    1,
+  );
+  const bias = tf.concat([tf.mul(p(`${name}.q.bias`), scale), p(`${name}.k.bias`), p(`${name}.v.bias`)]);
+  const qkv = tf.add(tf.matMul(tf.reshape(h, [b * height * width, c]), weight), bias);
+  const [q, k, v] = tf.split(tf.reshape(qkv, [b, height * width, 3 * c]), 3, 2);
+  const weights = tf.softmax(tf.matMul(q, k, false, true));
+  const attended = tf.reshape(tf.matMul(weights, v), [b, height, width, c]) as tf.Tensor4D;
+  return conv1x1(attended, p, `${name}.proj_out`);
+}
+
 export function dense(x: tf.Tensor2D, p: ParamLookup, name: string): tf.Tensor2D {
   return tf.add(tf.matMul(x, p(`${name}.weight`) as tf.Tensor2D), p(`${name}.bias`));
 }

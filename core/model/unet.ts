@@ -7,6 +7,7 @@ import {
   groupNorm,
   groupNormSilu,
   ParamLookup,
+  selfAttention,
   silu,
   timestepEmbedding,
   upsampleNearest2x,
@@ -164,15 +165,7 @@ function resBlock(
 }
 
 function attnBlock(x: tf.Tensor4D, p: ParamLookup, name: string, groups: number): tf.Tensor4D {
-  const [b, hgt, wid, c] = x.shape;
-  const h = groupNorm(x, p, `${name}.norm`, groups);
-  const tokens = (t: tf.Tensor4D) => tf.reshape(t, [b, hgt * wid, c]);
-  const q = tokens(conv1x1(h, p, `${name}.q`));
-  const k = tokens(conv1x1(h, p, `${name}.k`));
-  const v = tokens(conv1x1(h, p, `${name}.v`));
-  const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c)));
-  const attended = tf.reshape(tf.matMul(weights, v), [b, hgt, wid, c]) as tf.Tensor4D;
-  return tf.add(x, conv1x1(attended, p, `${name}.proj_out`));
+  return tf.add(x, selfAttention(groupNorm(x, p, `${name}.norm`, groups), p, name));
 }
 
 /** Predicts the noise epsilon in x_t (NHWC, values around [-1, 1]) at integer timesteps t. */
