@@ -1,6 +1,7 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 import type { CheckpointManifest } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
+import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import { CoordinatorError, Group } from '../coordinator/api';
@@ -54,7 +55,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   /** The checkpoint this writer last saved (or resumed from): where the run stands if it stops now. */
   let stopped: SegmentStopped | null = null;
   /** The step of the trainer's state that a checkpoint holds, with its checksums if known here. */
-  let saved: { step: number; files?: CheckpointManifest['files'] } | null = null;
+  let saved: { step: number; files?: CheckpointManifest['files']; state?: TrainState } | null = null;
   try {
     const backend = await ensureBackend(input.backend);
     const data = await withHeartbeats(loadPreparedDataset(store, input.datasetKey), () => beat);
@@ -71,7 +72,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     if (resume) {
       const inMemory = state === kept?.state ? ' (its state still in this process)' : '';
       log(`resuming from ${store.uri}/${resume.key}${inMemory}`);
-      saved = { step: resume.checkpoint.state.step, files: resume.checkpoint.manifest.files };
+      saved = { step: resume.checkpoint.state.step, files: resume.checkpoint.manifest.files, state };
     }
     const resumedFromStep = state?.step ?? 0;
     // A fresh execution of an older run (restarted after failure or cancel) may find the store ahead of
@@ -104,23 +105,24 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     if (writesCheckpoints && state) stopped = { step: resumedFromStep, checkpointKey };
     let saveSeconds = 0;
     const save = async (t: Trainer) => {
+      const state = await t.hostState();
       if (!writesCheckpoints) {
-        savedStep = t.state.step;
+        savedStep = state.step;
         checkpointKey = repo.keyFor(savedStep);
-        saved = { step: savedStep };
+        saved = { step: savedStep, state };
         return;
       }
       const s0 = performance.now();
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
       const written = await withHeartbeats(
-        repo.save(t.state, input.config, input.keepCheckpoints, checkpointFaultHook(t.state.step)),
+        repo.save(state, input.config, input.keepCheckpoints, checkpointFaultHook(state.step)),
         () => beat,
       );
       checkpointKey = written.key;
-      savedStep = t.state.step;
+      savedStep = state.step;
       stopped = { step: savedStep, checkpointKey };
-      saved = { step: savedStep, files: written.manifest.files };
+      saved = { step: savedStep, files: written.manifest.files, state };
       saveSeconds += (performance.now() - s0) / 1000;
       beat.phase = 'training';
     };
@@ -136,7 +138,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         reduce: groupReducer(
           group,
           beat,
-          () => trainer?.state.step ?? 0,
+          () => trainer?.currentStep ?? 0,
           () => stepStartedAt,
         ),
       }),
@@ -147,14 +149,14 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('segment cancelled');
       },
     });
-    beat.step = trainer.state.step;
+    beat.step = trainer.currentStep;
     beat.phase = 'training';
     const setupSeconds = (performance.now() - startedAt) / 1000;
     let trainSeconds = 0;
     let images = 0;
     let loss = NaN;
     try {
-      while (trainer.state.step < targetStep) {
+      while (trainer.currentStep < targetStep) {
         stepStartedAt = performance.now();
         const r = await trainer.step();
         trainSeconds += r.seconds;
@@ -167,19 +169,19 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     } catch (err) {
       // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.
       const interrupted = err instanceof CancelledFailure || (group !== null && isPeerFailure(err));
-      if (interrupted && trainer.state.step > savedStep) {
-        log(`interrupted at step ${trainer.state.step} (${errorText(err)}): checkpointing before stopping`);
+      if (interrupted && trainer.currentStep > savedStep) {
+        log(`interrupted at step ${trainer.currentStep} (${errorText(err)}): checkpointing before stopping`);
         await save(trainer);
       }
       throw err;
     }
-    if (savedStep !== trainer.state.step) await save(trainer);
+    if (savedStep !== trainer.currentStep) await save(trainer);
     await group?.close();
     group = null;
     return {
       admitted: true,
       ...(beat.rank !== undefined && { rank: beat.rank, world: beat.world }),
-      step: trainer.state.step,
+      step: trainer.currentStep,
       loss,
       imagesPerSec: trainSeconds > 0 ? images / trainSeconds : 0,
       checkpointKey,
@@ -198,9 +200,10 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   } finally {
     trainer?.dispose();
     // Its state is final now: the next segment of this run here may use it for the checkpoint holding it.
-    if (trainer && saved?.step === trainer.state.step) {
+    // (The trainer keeps its host state at the step last read back: that is the saved one when they match.)
+    if (trainer && saved?.state && saved.step === trainer.currentStep) {
       const { storeUri, runId } = input;
-      keepTrainedState({ storeUri, runId, state: trainer.state, files: saved.files });
+      keepTrainedState({ storeUri, runId, state: saved.state, files: saved.files });
     }
     // Leaving early (error, cancellation) tells the peers at once instead of letting them time out.
     await group?.close(ctx.cancellationSignal.aborted ? 'cancelled' : 'failed').catch(() => undefined);
