@@ -1,5 +1,4 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import type { CheckpointManifest } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
@@ -14,9 +13,9 @@ import type {
 } from '../workflows/api';
 import { asAttemptFailure, groupReducer, joinSlotGroup } from './data-parallel';
 import { checkpointFaultHook } from './fault-injection';
+import { asActivityFailure } from './failures';
 import { keepTrainedState, takeTrainedState } from './trained-state';
 import {
-  asNonRetryable,
   ensureBackend,
   loadPreparedDataset,
   log,
@@ -190,15 +189,12 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       overheadSeconds: setupSeconds + saveSeconds,
     };
   } catch (err) {
-    if (err instanceof Error && /^loss is (NaN|Infinity|-Infinity)/.test(err.message)) {
-      throw ApplicationFailure.nonRetryable(err.message, 'TrainingDivergedError');
-    }
     if (ctx.cancellationSignal.aborted) {
       // Cancelled (pause, cancel, shutdown), or an all-reduce torn down by this trainer's own
       // cancellation: report the cancellation, with the checkpoint the run stopped at.
       throw new CancelledFailure('segment cancelled', stopped ? [stopped] : []);
     }
-    throw asNonRetryable(asAttemptFailure(err));
+    throw asActivityFailure(asAttemptFailure(err));
   } finally {
     trainer?.dispose();
     // Its state is final now: the next segment of this run here may use it for the checkpoint holding it.

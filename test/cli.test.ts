@@ -31,6 +31,7 @@ const COMMANDS = [
   'list',
   'sample',
   'stop-local',
+  'train',
 ] as const;
 type CommandName = (typeof COMMANDS)[number];
 
@@ -230,6 +231,7 @@ test('every command has --help, which names its options', async () => {
       '--out',
     ],
     'stop-local': ['--timeout'],
+    train: ['--preset', '--dataset', '--store', '--run-id', '--steps', '--lr', '--backend', '--keep'],
   };
   const results = await Promise.all(COMMANDS.map((c) => cli(c, ['--help'])));
   results.forEach((r, i) => {
@@ -281,6 +283,21 @@ test('bad input fails with one error line naming the problem, before anything st
       /--pool is for clusters/,
     ],
     ['status', ['--run-id', '../x'], /--run-id .*run IDs use/],
+    // Numbers are read whole: a trailing word, an empty value or hex is refused, not half-parsed.
+    [
+      'start-run',
+      ['--preset', 'tiny', '--dataset', dataset, '--lr', '1e-3junk'],
+      /--lr .*'1e-3junk' is invalid/,
+    ],
+    ['start-run', ['--preset', 'tiny', '--dataset', dataset, '--seed', ''], /--seed .*'' is invalid/],
+    ['start-run', ['--preset', 'tiny', '--dataset', dataset, '--keep', '0x10'], /--keep .*'0x10' is invalid/],
+    [
+      'start-run',
+      ['--preset', 'tiny', '--dataset', dataset, '--segment-hours', '2h'],
+      /--segment-hours .*'2h' is invalid/,
+    ],
+    ['train', ['--preset', 'tiny', '--dataset', dataset, '--lr', '3e-4x'], /--lr .*'3e-4x' is invalid/],
+    ['train', ['--preset', 'tiny', '--dataset', dataset, '--run-id', '../../etc'], /--run-id .*run IDs use/],
     ['sample', ['--run-id', 'nothing', '--store', store], /run nothing has no valid checkpoint/],
   ];
   const results = await Promise.all(cases.map(([c, args, , cwd]) => cli(c, args, cwd)));

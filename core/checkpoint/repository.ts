@@ -1,7 +1,7 @@
+import { CheckpointError, CheckpointMismatchError, NoValidCheckpointError } from '../errors';
 import type { RunConfig } from '../presets';
 import type { TrainState } from '../train/optimizer';
 import {
-  CheckpointError,
   CheckpointManifest,
   LoadedCheckpoint,
   MANIFEST_NAME,
@@ -109,18 +109,18 @@ export class CheckpointRepository {
     const where = `${this.objects.uri.replace(/\/$/, '')}/${dir}`;
     const manifest = await this.objects.tryGet(`${dir}/${MANIFEST_NAME}`);
     if (!manifest) throw new CheckpointError(`${where}: no manifest (incomplete checkpoint)`);
-    return decodeCheckpoint(
-      manifest,
-      (name) => this.objects.get(`${dir}/${name}`),
-      where,
-      expected,
-      inMemory,
-    );
+    const readObject = async (name: string) => {
+      const bytes = await this.objects.tryGet(`${dir}/${name}`);
+      if (!bytes) throw new CheckpointError(`${where}/${name}: missing (deleted or never written)`);
+      return bytes;
+    };
+    return decodeCheckpoint(manifest, readObject, where, { expected, step, inMemory });
   }
 
   /**
    * The newest checkpoint that verifies, with the reasons newer ones were passed over; null when the run
    * has none. A config mismatch is not skipped over: resuming a different model silently would be wrong.
+   * Neither is a run whose every checkpoint fails: the error says why each one was skipped.
    */
   async newestValid(expected?: RunConfig, inMemory?: StateInMemory): Promise<ResumePoint | null> {
     const skipped: SkippedCheckpoint[] = [];
@@ -129,9 +129,12 @@ export class CheckpointRepository {
         const checkpoint = await this.load(step, expected, inMemory);
         return { checkpoint, key: this.keyFor(step), skipped };
       } catch (e) {
-        if (!(e instanceof CheckpointError) || /does not match this run/.test(e.message)) throw e;
+        if (!(e instanceof CheckpointError) || e instanceof CheckpointMismatchError) throw e;
         skipped.push({ step, reason: e.message });
       }
+    }
+    if (skipped.length > 0) {
+      throw new NoValidCheckpointError(`run ${this.runId} in ${this.objects.uri}`, skipped);
     }
     return null;
   }

@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { asOutOfMemory } from '../backend/out-of-memory';
+import { InvalidInputError, MicroBatchOutOfMemoryError, TrainingDivergedError } from '../errors';
 import { registerGradients } from '../tf-gradients';
 import { qSample } from '../diffusion/forward';
 import { NoiseSchedule } from '../diffusion/schedule';
@@ -55,7 +57,7 @@ export function noiseScheduleFor(d: DiffusionConfig): NoiseSchedule {
 export function checkDataMatchesModel(config: RunConfig, data: ImageSource): void {
   const m = config.model;
   if (data.height !== m.imageSize || data.width !== m.imageSize || data.channels !== m.inChannels) {
-    throw new Error(
+    throw new InvalidInputError(
       `dataset images are ${data.height}x${data.width}x${data.channels} but preset '${config.preset}' expects ` +
         `${m.imageSize}x${m.imageSize}x${m.inChannels}`,
     );
@@ -143,14 +145,17 @@ export class Trainer {
   /** One optimizer step: local gradients, all-reduce, clip, Adam, EMA. */
   async step(): Promise<StepResult> {
     const started = performance.now();
-    const local = await this.localGradients();
+    const local = await this.localGradients().catch((err: unknown) => {
+      const oom = asOutOfMemory(err);
+      const size = Math.min(this.microBatchSize, this.positions.length);
+      throw oom ? new MicroBatchOutOfMemoryError(size, tf.getBackend(), oom.message) : err;
+    });
     const reduced = await this.reduce(local);
     if (reduced.length !== local.length) {
       throw new Error(`gradient reduction returned ${reduced.length} values, expected ${local.length}`);
     }
     const loss = reduced[this.layout.totalSize];
-    if (!Number.isFinite(loss))
-      throw new Error(`loss is ${loss} at step ${this.state.step}; stopping before the update`);
+    if (!Number.isFinite(loss)) throw new TrainingDivergedError(this.state.step, loss);
     const stats = applyUpdate(this.state, reduced.subarray(0, this.layout.totalSize), this.opts.config.train);
     this.releaseParamTensors();
     return {
