@@ -6,6 +6,7 @@ import { dirname, join, relative } from 'node:path';
 import { BackendInfo, BackendName, initBackend } from '../core/backend';
 import { CheckpointError } from '../core/checkpoint/checkpoint';
 import { DatasetError, ShardedImages, joinShards, parseShardManifest } from '../core/data';
+import { InvalidInputError } from '../core/errors';
 import { ObjectStore, openStore } from '../store';
 
 /**
@@ -106,6 +107,8 @@ export async function localCopyOf(source: string): Promise<{ path: string; clean
  */
 export function asNonRetryable(err: unknown): unknown {
   if (err instanceof DatasetError) return ApplicationFailure.nonRetryable(err.message, 'DatasetError');
+  if (err instanceof InvalidInputError)
+    return ApplicationFailure.nonRetryable(err.message, 'InvalidInputError');
   if (err instanceof CheckpointError && /does not match this run/.test(err.message)) {
     return ApplicationFailure.nonRetryable(err.message, 'CheckpointMismatchError');
   }
