@@ -221,13 +221,15 @@ test('every command has --help, which names its options', async () => {
     sample: [
       '--run-id',
       '--store',
-      '--step',
+      '--checkpoint',
       '--sampler',
       '--steps',
       '--count',
+      '--batch',
       '--seed',
       '--backend',
       '--out',
+      '--on-pool',
     ],
     'stop-local': ['--timeout'],
   };
@@ -328,7 +330,7 @@ test('start-run brings up the stack and trains to completion; status, list and s
       '--backend',
       'tensorflow',
       '--out',
-      path.join(scratch, 'grid.png'),
+      path.join(scratch, 'samples'),
     ]),
   ]);
   expectSuccess(list);
@@ -348,10 +350,24 @@ test('start-run brings up the stack and trains to completion; status, list and s
   expect(table.stdout).toMatch(/^RUN ID\s+STATE\s+PHASE\s+PRESET\s+STEP\s+LOSS\s+STARTED$/m);
   expect(table.stdout).toMatch(/^e2e\s+completed\s+completed\s+tiny\s+4\s+\d/m);
   expectSuccess(sample);
-  expect(sample.stdout.trim()).toBe(path.join(scratch, 'grid.png'));
+  const setUri = new RegExp(`^file://${store}/e2e/samples/000000004/ddim3-seed\\d+-n4$`);
+  expect(sample.stdout.trim()).toMatch(setUri);
   // 2x2 grid of 32x32 images with 2-pixel padding: 70x70.
-  const grid = readFileSync(path.join(scratch, 'grid.png'));
+  const grid = readFileSync(path.join(scratch, 'samples', 'grid.png'));
   expect([grid.readUInt32BE(16), grid.readUInt32BE(20)]).toEqual([70, 70]);
+  expect(readdirSync(path.join(scratch, 'samples', 'images'))).toHaveLength(4);
+
+  // On the run's trainer pool through Temporal (the run's store, from its input); repeated, the
+  // committed chunk is reused.
+  const poolArgs = ['--run-id', 'e2e', '--count', '4', '--steps', '3', '--seed', '5', '--on-pool'];
+  const onPool = await cli('sample', poolArgs);
+  expectSuccess(onPool);
+  expect(onPool.stdout.trim()).toBe(`file://${store}/e2e/samples/000000004/ddim3-seed5-n4`);
+  expect(onPool.stderr).toMatch(/^sample 4\/4 \| img\/s /m);
+  expect(onPool.stderr).toMatch(/^1 chunks on tensorflow$/m);
+  const repeated = await cli('sample', poolArgs);
+  expectSuccess(repeated);
+  expect(repeated.stderr).toMatch(/^1 chunks on tensorflow \(1 reused\)$/m);
 
   // A completed run is not started again: start-run reports its result.
   const again = await cli('start-run', trainArgs('e2e', 4));
