@@ -1,5 +1,6 @@
 import { heartbeat } from '@temporalio/activity';
 import { loadImageDataset, parseShardManifest, splitIntoShards } from '../core/data';
+import { runKeys } from '../core/store-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
 import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
 
@@ -9,7 +10,7 @@ import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
  */
 export async function prepareDataset(input: PrepareDatasetInput): Promise<PreparedDataset> {
   const store = storeFor(input.storeUri);
-  const manifestKey = `${input.runId}/dataset/manifest.json`;
+  const manifestKey = runKeys.datasetManifest(input.runId);
   try {
     const existing = await store.tryGet(manifestKey);
     if (existing) {
@@ -30,7 +31,7 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       const { manifest, shards } = splitIntoShards({ ...ds, source: input.dataset });
       for (const [name, bytes] of shards) {
         heartbeat({ phase: 'writing', shard: name });
-        await store.put(`${input.runId}/dataset/${name}`, bytes);
+        await store.put(`${runKeys.datasetPrefix(input.runId)}${name}`, bytes);
       }
       await store.put(manifestKey, JSON.stringify(manifest, null, 2));
       log(
