@@ -119,10 +119,11 @@ function decodeInputs(o: Options, image: Uint8Array, mask: Uint8Array, config: R
 function stepProgress(): (done: number, total: number) => void {
   let line: ProgressLine | undefined;
   let finished = false;
+  const started = performance.now();
   return (done, total) => {
     if (total <= 0 || finished) return;
     line ??= progressLine('inpaint', total, 0);
-    line.update(done, { step: `${done}/${total}` });
+    line.update(done, { 'steps/s': done / Math.max((performance.now() - started) / 1000, 1e-9) });
     if (done >= total) {
       finished = true;
       line.stop();

@@ -205,7 +205,7 @@ test('inpaint writes a PNG that keeps the kept pixels exactly', async () => {
   expectSuccess(r);
   expect(r.stdout.trim()).toBe(out);
   expect(r.stderr).toMatch(/RePaint 10 steps, jump 1, 2 resamplings \(\d+ model evaluations\)/);
-  expect(r.stderr).toMatch(/^inpaint \d+\/\d+ \| step /m);
+  expect(r.stderr).toMatch(/^inpaint (\d+)\/\1 \| steps\/s [\d.]+ \| ETA/m);
   const png = PNG.sync.read(readFileSync(out));
   expect([png.width, png.height]).toEqual([8, 8]);
   let changed = 0;

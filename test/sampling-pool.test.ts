@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { initBackend } from '../core/backend';
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import { inpaintImages } from '../core/inpaint';
@@ -234,4 +235,36 @@ test('inpainting on the pool writes the same PNG as inpainting in one process', 
   expect(
     Buffer.from(await store.get(result.key)).equals(Buffer.from(encodeImagePng(local.pixels, shape))),
   ).toBe(true);
+});
+
+test('another workflow samples a set as a child workflow and gets the same result', async () => {
+  const queue = 'test-sampling-parent';
+  const connection = await NativeConnection.connect({ address: h.server.address });
+  const worker = await Worker.create({
+    connection,
+    taskQueue: queue,
+    workflowsPath: require.resolve('./fixtures/sampling-parent-workflows'),
+  });
+  const input = request({ seed: 21, count: 4, batch: 2, chunkImages: 2 });
+  try {
+    const [first, second] = (await worker.runUntil(
+      h.client.workflow.execute('sampleTwiceAsChild', {
+        taskQueue: queue,
+        workflowId: 'parent-1',
+        args: [input],
+      }),
+    )) as SampleImagesResult[];
+    expect(first).toMatchObject({ count: 4, chunks: 2, reusedChunks: 0 });
+    expect(second).toMatchObject({ setKey: first.setKey, chunks: 2, reusedChunks: 2 });
+    const { pixels } = await readSampleSet(store, first.setKey);
+    const reference = await generateImages(config, ema, {
+      count: 4,
+      seed: 21,
+      sampler: { kind: 'ancestral' },
+      batchSize: 2,
+    });
+    expect(Buffer.from(pixels).equals(Buffer.from(reference))).toBe(true);
+  } finally {
+    await connection.close();
+  }
 });
