@@ -3,6 +3,7 @@ import { initBackend } from '../core/backend';
 import { presetNames } from '../core/presets';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { openStore } from '../store';
+import { findDefaultDataset } from './default-dataset';
 import { runCli } from './errors';
 import { runLocal } from './local-run';
 import {
@@ -23,9 +24,10 @@ const program = addConfigOverrideOptions(
     .addOption(
       new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
     )
-    .requiredOption(
+    .option(
       '--dataset <path>',
-      'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, or a directory of PNGs',
+      'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, a directory of PNGs, or embedded:mnist-digits ' +
+        '(default: looked up and downloaded as start-run does)',
     )
     .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
     .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
@@ -50,7 +52,7 @@ const program = addConfigOverrideOptions(
 
 interface Options extends ConfigOverrides {
   preset: string;
-  dataset: string;
+  dataset?: string;
   store: string;
   runId?: string;
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -65,6 +67,8 @@ runCli(async () => {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const runId = RunIdSchema.parse(o.runId ?? defaultRunId(o.preset));
   const config = resolveRunConfig(o.preset, o);
+  // Before the backend loads, so a missing dataset or a failed download is reported at once.
+  const dataset = o.dataset ?? (await findDefaultDataset(config));
   const backend = await initBackend(o.backend, log);
   const microBatchSize = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
   const checkpointEvery =
@@ -76,7 +80,7 @@ runCli(async () => {
   await runLocal({
     config,
     runId,
-    dataset: o.dataset,
+    dataset,
     store,
     microBatchSize,
     checkpointEvery,
