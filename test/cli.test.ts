@@ -357,8 +357,15 @@ test('start-run brings up the stack and trains to completion; status, list and s
   expect([grid.readUInt32BE(16), grid.readUInt32BE(20)]).toEqual([70, 70]);
   expect(readdirSync(path.join(scratch, 'samples', 'images'))).toHaveLength(4);
 
-  // On the run's trainer pool through Temporal (the run's store, from its input); repeated, the
-  // committed chunk is reused.
+  // A completed run is not started again: start-run reports its result.
+  const again = await cli('start-run', trainArgs('e2e', 4));
+  expectSuccess(again);
+  expect(again.stdout).toContain('run e2e completed: step 4');
+  expect(again.stderr).not.toMatch(/started run/);
+});
+
+test("sample --on-pool runs on the run's trainer pool through Temporal; repeated, it reuses the chunk", async () => {
+  // The e2e run of the test above; its store, pool and backend come from its workflow input.
   const poolArgs = ['--run-id', 'e2e', '--count', '4', '--steps', '3', '--seed', '5', '--on-pool'];
   const onPool = await cli('sample', poolArgs);
   expectSuccess(onPool);
@@ -368,13 +375,7 @@ test('start-run brings up the stack and trains to completion; status, list and s
   const repeated = await cli('sample', poolArgs);
   expectSuccess(repeated);
   expect(repeated.stderr).toMatch(/^1 chunks on tensorflow \(1 reused\)$/m);
-
-  // A completed run is not started again: start-run reports its result.
-  const again = await cli('start-run', trainArgs('e2e', 4));
-  expectSuccess(again);
-  expect(again.stdout).toContain('run e2e completed: step 4');
-  expect(again.stderr).not.toMatch(/started run/);
-});
+}, 240_000);
 
 test('a killed CLI leaves the run going; start-run re-attaches to it and it completes', async () => {
   const first = launch('start-run', trainArgs('kill', 40));
