@@ -1,4 +1,5 @@
-import { CheckpointRepository, stepName } from '../core/checkpoint/repository';
+import { CheckpointRepository } from '../core/checkpoint/repository';
+import { runKeys } from '../core/store-layout';
 import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
 import { sampleGridKey, sampleGridPng } from '../core/sampling';
@@ -40,7 +41,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   for (const s of resume?.skipped ?? []) log(`checkpoint ${s.step} skipped: ${s.reason}`);
   if (resume) log(`resuming from ${store.uri}/${resume.key} (step ${resume.checkpoint.state.step})`);
   else log(`starting run ${runId} from the seed (${config.train.seed})`);
-  await store.put(`${runId}/config.json`, JSON.stringify(config, null, 2));
+  await store.put(runKeys.config(runId), JSON.stringify(config, null, 2));
 
   const trainer = new Trainer({
     config,
@@ -57,7 +58,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
 
   const checkpoint = async () => {
     checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
-    await store.put(`${runId}/metrics/${stepName(trainer.currentStep)}.jsonl`, metrics.join(''));
+    await store.put(runKeys.metrics(runId, trainer.currentStep), metrics.join(''));
     metrics = [];
   };
   const sample = async () => {
@@ -99,7 +100,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     progress.stop();
     trainer.dispose();
   }
-  if (!checkpointKey) checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
+  if (!checkpointKey)
+    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
   log(
     `done: step ${trainer.currentStep}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
   );
