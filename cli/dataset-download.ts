@@ -1,5 +1,5 @@
-import os from 'node:os';
 import path from 'node:path';
+import { defaultCacheRoot } from '../infra/cache-root';
 import { DownloadError, downloadFile, isVerifiedCopy } from './download-file';
 import { UsageError } from './errors';
 
@@ -42,8 +42,7 @@ export interface DownloadableDataset {
  */
 export function datasetCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.DDPM_DATA_DIR) return path.resolve(env.DDPM_DATA_DIR);
-  const cacheHome = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.resolve(cacheHome, 'ddpm-temporal', 'datasets');
+  return path.join(defaultCacheRoot(env), 'datasets');
 }
 
 function urlFrom(env: NodeJS.ProcessEnv, variable: string, fallback: string): string {

@@ -199,6 +199,15 @@ export interface TrainSegmentResult {
   overheadSeconds: number;
 }
 
+/**
+ * The details of a cancelled segment (pause, cancel) from the trainer that writes the checkpoints: the
+ * step it stopped at and the checkpoint that holds it, so the run reports where it really stopped.
+ */
+export interface SegmentStopped {
+  step: number;
+  checkpointKey: string;
+}
+
 /** What a trainer reports in each heartbeat (shown in the Temporal UI's pending activity). */
 export interface SegmentHeartbeat {
   step: number;

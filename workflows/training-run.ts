@@ -16,10 +16,17 @@ import {
   statusQuery,
 } from './api';
 import { FailureBudget, FailurePolicy, innermostMessage } from './failure-budget';
-import { ParallelProgress, allSlots, runParallelSegment } from './parallel-segment';
+import { ParallelProgress, allSlots, runParallelSegment, segmentStopped } from './parallel-segment';
 
 /** Keeps each execution's history small: a fresh one carries on after this many segments. */
 const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
+
+/**
+ * Patch (docs/workflow-versioning.md): a paused or cancelled segment's checkpoint writer reports the step
+ * it stopped at, and the run's status, search attributes and memo show that step and checkpoint instead
+ * of the previous segment boundary. Histories recorded before it replay with the old behaviour.
+ */
+const STOPPED_STEP_PATCH = 'stopped-step-from-cancellation';
 
 /*
  * Failure policy (a run lasts days to weeks; see workflows/failure-budget.ts):
@@ -27,7 +34,7 @@ const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
  *   does not fit, a checkpoint of another model) fails the run at once, with the cause in its status.
  * - Anything else gets ACTIVITY_ATTEMPTS quick attempts: enough for a hiccup, while a deterministic
  *   failure (a bug, an unreadable store, a corrupt object) fails the same way each time. It then spends
- *   the run's failure budget: FAILURE_BUDGET failures in a row, with growing pauses, and the run fails
+ * the run's failure budget: FAILURE_POLICY.budget failures in a row, with growing pauses, and the run fails
  *   with the last error instead of looping while it looks "running". A success refills the budget.
  * - A lost trainer (no heartbeat) and a store outage spend no budget: the run waits them out for as long
  *   as they last, saying so in its status. No trainer at all is not a failure either: a segment waits in
@@ -147,6 +154,9 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       ).datasetKey;
     const startedAt = carried?.startedAt ?? new Date(wf.workflowInfo().startTime).toISOString();
     let segments = 0;
+    // Where the last completed segment ended: sample grids are due by segment ends, even when a pause
+    // moved status.step to a step inside a segment.
+    let segmentEnd = status.step;
     while (status.step < total) {
       if (paused) {
         status.phase = 'paused';
@@ -187,6 +197,13 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
           ),
         );
       } catch (err) {
+        if (wf.isCancellation(err) && wf.patched(STOPPED_STEP_PATCH)) {
+          const stopped = segmentStopped(err);
+          if (stopped && stopped.step > status.step) {
+            status.step = stopped.step;
+            status.lastCheckpointKey = stopped.checkpointKey;
+          }
+        }
         // Paused mid-segment: the trainer checkpointed before acknowledging; pick up from there.
         if (paused && wf.isCancellation(err)) continue;
         throw err;
@@ -194,8 +211,9 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
         segmentScope = undefined;
       }
       const sampleDue =
-        Math.floor(result.step / schedule.sampleEvery) > Math.floor(status.step / schedule.sampleEvery) ||
+        Math.floor(result.step / schedule.sampleEvery) > Math.floor(segmentEnd / schedule.sampleEvery) ||
         result.step === total;
+      segmentEnd = result.step;
       status.step = result.step;
       status.loss = result.loss;
       status.imagesPerSec = result.imagesPerSec;

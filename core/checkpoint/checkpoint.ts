@@ -135,6 +135,12 @@ export function firstIssue(error: z.ZodError): string {
   return `${issue?.path.length ? `${issue.path.join('.')}: ` : ''}${issue?.message ?? 'is malformed'}`;
 }
 
+/**
+ * A training state already in memory that may stand in for a checkpoint's objects: given the checkpoint's
+ * validated manifest, it returns the state if that state is exactly what the objects hold.
+ */
+export type StateInMemory = (manifest: CheckpointManifest) => TrainState | undefined;
+
 export interface LoadedCheckpoint {
   state: TrainState;
   config: RunConfig;
@@ -144,15 +150,16 @@ export interface LoadedCheckpoint {
 /**
  * Reads and verifies a checkpoint through `readObject` (a directory, an object store, ...). With
  * `expected`, refuses a checkpoint whose model or diffusion settings differ from it; with `step`, one
- * whose manifest names another step than its place in the store.
+ * whose manifest names another step than its place in the store. With `inMemory`, a state the caller
+ * holds replaces reading the objects when the manifest describes exactly that state.
  */
 export async function decodeCheckpoint(
   manifestBytes: Uint8Array,
   readObject: (name: string) => Promise<Uint8Array>,
   where: string,
-  expected?: RunConfig,
-  step?: number,
+  checks: { expected?: RunConfig; step?: number; inMemory?: StateInMemory } = {},
 ): Promise<LoadedCheckpoint> {
+  const { expected, step, inMemory } = checks;
   const manifest = parseManifest(manifestBytes, where);
   const config = manifest.config;
   if (step !== undefined && manifest.step !== step) {
@@ -172,6 +179,8 @@ export async function decodeCheckpoint(
       `${where}: manifest says ${manifest.paramCount} parameters, its config builds ${layout.totalSize}`,
     );
   }
+  const known = inMemory?.(manifest);
+  if (known) return { state: known, config, manifest };
   const load = async (name: string, tensorsPerParam: number) => {
     const entry = manifest.files[name];
     if (!entry) throw new CheckpointError(`${where}: manifest does not list ${name}`);
@@ -245,5 +254,5 @@ export async function loadCheckpointDir(dir: string, expected?: RunConfig): Prom
       `${dir}: no ${MANIFEST_NAME} (not a checkpoint, or one that was never completed)`,
     );
   }
-  return decodeCheckpoint(manifestBytes, (name) => readFile(join(dir, name)), dir, expected);
+  return decodeCheckpoint(manifestBytes, (name) => readFile(join(dir, name)), dir, { expected });
 }
