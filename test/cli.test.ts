@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writePngGrid } from '../core/data';
 import { findFreePort } from '../infra/local';
 
 jest.setTimeout(120_000);
@@ -55,8 +56,13 @@ function launch(
   command: CommandName,
   args: string[],
   cwd = REPO,
+  commandEnv = env,
 ): ChildProcess & { output: Finished; done: Promise<Finished> } {
-  const child = spawn(TSX, [path.join(REPO, 'cli', `${command}.ts`), ...args], { cwd, env, detached: true });
+  const child = spawn(TSX, [path.join(REPO, 'cli', `${command}.ts`), ...args], {
+    cwd,
+    env: commandEnv,
+    detached: true,
+  });
   launched.add(child.pid!);
   const output: Finished = { code: null, stdout: '', stderr: '' };
   child.stdout.on('data', (b: Buffer) => (output.stdout += b.toString()));
@@ -76,7 +82,8 @@ function expectSuccess(r: Finished): void {
   if (r.code !== 0) throw new Error(`exit status ${r.code}; stderr:\n${r.stderr.slice(-3000)}`);
 }
 
-const cli = (command: CommandName, args: string[], cwd?: string) => launch(command, args, cwd).done;
+const cli = (command: CommandName, args: string[], cwd?: string, commandEnv?: NodeJS.ProcessEnv) =>
+  launch(command, args, cwd, commandEnv).done;
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -309,6 +316,49 @@ test('bad input fails with one error line naming the problem, before anything st
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^error: /);
     expect(lines[0]).toMatch(cases[i][2]);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+  expect(existsSync(path.join(stackDir, 'temporal.pid'))).toBe(false);
+});
+
+test('start-run checks what it can before a run starts: image size against the preset, S3 reachability', async () => {
+  const pngs = path.join(scratch, 'png-8x8');
+  mkdirSync(pngs, { recursive: true });
+  for (let i = 0; i < 2; i++)
+    await writePngGrid(path.join(pngs, `${i}.png`), new Uint8Array(8 * 8 * 3).fill(i * 50), 1, 8, 8, 3, {
+      padding: 0,
+    });
+  // No AWS credentials anywhere: no variables, no ~/.aws, no instance metadata to ask.
+  const noAws: NodeJS.ProcessEnv = { ...env, HOME: scratch, AWS_EC2_METADATA_DISABLED: 'true' };
+  for (const name of Object.keys(noAws))
+    if (name.startsWith('AWS_') && name !== 'AWS_EC2_METADATA_DISABLED') delete noAws[name];
+  const cases: [string[], RegExp, NodeJS.ProcessEnv?][] = [
+    [
+      ['--preset', 'tiny', '--dataset', pngs],
+      /^error: dataset at .*png-8x8 holds 8x8x3 images but preset 'tiny' expects 32x32x3$/,
+    ],
+    [
+      ['--preset', 'tiny', '--dataset', 'embedded:mnist-digits'],
+      /^error: dataset embedded:mnist-digits holds 28x28x1 images but preset 'tiny' expects 32x32x3$/,
+    ],
+    [
+      ['--preset', 'tiny', '--dataset', 's3://ddpm-nowhere/cifar'],
+      /^error: dataset s3:\/\/ddpm-nowhere\/cifar: not reachable with this machine's AWS settings \(.*credentials.*\)$/i,
+      noAws,
+    ],
+    [
+      ['--preset', 'tiny', '--dataset', dataset, '--store', 's3://ddpm-nowhere/runs'],
+      /^error: store s3:\/\/ddpm-nowhere\/runs: not reachable with this machine's AWS settings \(.*credentials.*\)$/i,
+      noAws,
+    ],
+  ];
+  const results = await Promise.all(cases.map(([args, , e]) => cli('start-run', args, undefined, e)));
+  results.forEach((r, i) => {
+    expect({ case: cases[i][0].join(' '), code: r.code }).toEqual({ case: cases[i][0].join(' '), code: 1 });
+    // One error line and no stack (on Node 20 the AWS SDK may add its own Node-version warning).
+    const errors = r.stderr.split('\n').filter((line) => line.startsWith('error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(cases[i][1]);
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
   expect(existsSync(path.join(stackDir, 'temporal.pid'))).toBe(false);
