@@ -119,7 +119,13 @@ export class DeviceTrainState {
     const c = adamStepConstants(this._step, h);
     const { next, gradNorm } = tf.tidy(() => {
       const sumsOfSquares = grads.map((g) => tf.sum(tf.square(g)));
-      const norm = tf.sqrt(sumsOfSquares.length === 1 ? sumsOfSquares[0] : tf.addN(sumsOfSquares));
+      // Not addN: WebGPU binds every input of an addN to one shader, past its limit for hundreds of
+      // tensors; concat splits long input lists.
+      const sumOfSquares =
+        sumsOfSquares.length === 1
+          ? sumsOfSquares[0]
+          : tf.sum(tf.concat(sumsOfSquares.map((x) => tf.reshape(x, [1]))));
+      const norm = tf.sqrt(sumOfSquares);
       // tf.clip_by_global_norm: scale by clip / max(norm, clip).
       const scale = tf.div(h.gradClipNorm, tf.maximum(norm, h.gradClipNorm));
       const cur = this.current;

@@ -52,11 +52,14 @@ export interface StepResult extends UpdateStats {
 export type OptimizerPlacement = 'device' | 'host';
 
 /**
- * The cpu backend's tensors are JS arrays already, and its per-op cost makes the JS loop the faster
- * update there; every other backend keeps the state on the device.
+ * Where the state lives unless a trainer is told: on the device for the native TensorFlow and WebGPU
+ * backends, where moving the parameters and gradients through JS each step costs more than the update.
+ * In JS for cpu, whose tensors are JS arrays already, and for wasm, whose tensors share one 4 GiB heap
+ * with the activations (the cifar10 U-Net's state and the update's temporaries would take over 1 GB of
+ * it) and whose single thread runs the one-pass JS loop as fast as the update's ~20 passes.
  */
 export function defaultOptimizerPlacement(backend: string = tf.getBackend()): OptimizerPlacement {
-  return backend === 'cpu' ? 'host' : 'device';
+  return backend === 'tensorflow' || backend === 'webgpu' ? 'device' : 'host';
 }
 
 export interface TrainerOptions {
