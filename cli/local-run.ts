@@ -56,7 +56,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   const progress = progressLine('train', total, trainer.currentStep);
 
   const checkpoint = async () => {
-    checkpointKey = await repo.save(await trainer.hostState(), config, o.keepCheckpoints);
+    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
     await store.put(`${runId}/metrics/${stepName(trainer.currentStep)}.jsonl`, metrics.join(''));
     metrics = [];
   };
@@ -99,7 +99,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     progress.stop();
     trainer.dispose();
   }
-  if (!checkpointKey) checkpointKey = await repo.save(await trainer.hostState(), config, o.keepCheckpoints);
+  if (!checkpointKey)
+    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
   log(
     `done: step ${trainer.currentStep}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
   );

@@ -2,6 +2,8 @@ import cliProgress from 'cli-progress';
 
 export interface ProgressLine {
   update(done: number, fields: Record<string, string | number>): void;
+  /** Prints a line of its own without garbling the live bar (it is redrawn on the next update). */
+  log(line: string): void;
   stop(): void;
 }
 
@@ -23,6 +25,7 @@ export function progressLine(label: string, total: number, start: number, everyS
     bar.start(total, start, { fields: '' });
     return {
       update: (done, fields) => bar.update(done, { fields: formatFields(fields) }),
+      log: (line) => process.stderr.write(`\r\x1b[K${line}\n`),
       stop: () => bar.stop(),
     };
   }
@@ -37,6 +40,7 @@ export function progressLine(label: string, total: number, start: number, everyS
       const eta = rate > 0 ? formatSeconds((total - done) / rate) : '?';
       process.stderr.write(`${label} ${done}/${total} | ${formatFields(fields)} | ETA ${eta}\n`);
     },
+    log: (line) => process.stderr.write(`${line}\n`),
     stop: () => undefined,
   };
 }

@@ -17,6 +17,7 @@ import {
   addConfigOverrideOptions,
   defaultRunId,
   positiveInt,
+  positiveNumber,
   resolveRunConfig,
 } from './options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
@@ -26,12 +27,6 @@ import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
 import { temporalSettings } from '../workers/temporal-config';
 import { watchRun } from './watch-run';
-
-const positiveNumber = (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`expected a positive number, got '${value}'`);
-  return n;
-};
 
 const program = addConfigOverrideOptions(
   new Command('start-run')
@@ -48,7 +43,8 @@ const program = addConfigOverrideOptions(
     .option(
       '--dataset <path>',
       'CIFAR-10 binary dir or .tar.gz, MNIST IDX dir, PNG dir, s3://bucket/key, or embedded:mnist-digits ' +
-        "(default: the digits preset's embedded digits; others are looked up in $DDPM_DATA_DIR, ./data, ../shared/data)",
+        "(default: the digits preset's embedded digits; others are looked up in $DDPM_DATA_DIR, ./data, " +
+        '../shared/data, and cifar10 / mnist are downloaded into the dataset cache when not found)',
     )
     .option(
       '--store <uri>',
@@ -128,6 +124,8 @@ Environment:
                            local stack ports (7233, 8233) and state dir (.cache/local-stack)
   AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_PROFILE, AWS_ACCESS_KEY_ID, ...   for s3:// stores and datasets
   DDPM_LOCAL_COORDINATOR_PORT   local coordinator port (7077) for --workers > 1
+  DDPM_DATA_DIR            datasets: looked in first, and where downloads go (default ~/.cache/ddpm-temporal/datasets)
+  DDPM_CIFAR10_URL, DDPM_MNIST_BASE_URL   download mirrors (docs/cli.md)
 
 Data parallelism (--workers N): locally, start-run starts a coordinator and N trainers, one per core
 set (or GPU); on a cluster, run 'npm run coordinator' once and 'npm run worker -- --slot k' per GPU, all
@@ -188,7 +186,7 @@ function parallelFrom(o: Options, localCoordinator: string | null): TrainingRunI
 /** The whole workflow input from the command line, validated before anything starts. */
 async function runInputFrom(o: Options, localCoordinator: string | null): Promise<TrainingRunInput> {
   const config = resolveRunConfig(o.preset, o);
-  let dataset = o.dataset ?? findDefaultDataset(config);
+  let dataset = o.dataset ?? (await findDefaultDataset(config));
   if (!dataset.startsWith('s3://')) {
     // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
     if (!isEmbeddedSource(dataset)) dataset = path.resolve(dataset);

@@ -7,6 +7,7 @@ import {
   localStackSettings,
 } from '../infra/local/local-stack';
 import { activityQueuePollers, trainerQueuePollers } from '../infra/local/trainer-pollers';
+import { prepareNativeBackend } from '../infra/setup/ensure-native-backend';
 import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, TrainingRunInput, slotTaskQueue } from '../workflows/api';
 import { temporalSettings } from '../workers/temporal-config';
 
@@ -50,8 +51,17 @@ export async function openTemporalSession(log: Log): Promise<TemporalSession> {
     return {
       ...session,
       whereToSee: (runId) => webUiLink(server, runId),
-      ensureWorker: (needs, opts) =>
-        ensureLocalWorker(settings, server, needs.backend, log, opts?.recheck ? 0 : undefined, needs.workers),
+      ensureWorker: async (needs, opts) => {
+        if (!opts?.recheck) await prepareNativeBackend(needs.backend, log);
+        await ensureLocalWorker(
+          settings,
+          server,
+          needs.backend,
+          log,
+          opts?.recheck ? 0 : undefined,
+          needs.workers,
+        );
+      },
     };
   }
   const session = await connect(t.address, t.connectionOptions, t.namespace);

@@ -3,16 +3,17 @@ import { initBackend } from '../core/backend';
 import { presetNames } from '../core/presets';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { openStore } from '../store';
+import { findDefaultDataset } from './default-dataset';
 import { runCli } from './errors';
 import { runLocal } from './local-run';
 import {
   ConfigOverrides,
-  RunIdSchema,
   addConfigOverrideOptions,
   defaultRunId,
   positiveInt,
   resolveRunConfig,
 } from './options';
+import { runIdOption } from './run-input';
 
 const program = addConfigOverrideOptions(
   new Command('train')
@@ -23,12 +24,13 @@ const program = addConfigOverrideOptions(
     .addOption(
       new Option('--preset <name>', 'model and training preset').choices(presetNames()).makeOptionMandatory(),
     )
-    .requiredOption(
+    .option(
       '--dataset <path>',
-      'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, or a directory of PNGs',
+      'CIFAR-10 binary dir or .tar.gz, MNIST IDX file/dir, a directory of PNGs, or embedded:mnist-digits ' +
+        '(default: looked up and downloaded as start-run does)',
     )
     .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
-    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
+    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)', runIdOption)
     .addOption(
       new Option('--backend <name>', 'TF.js backend')
         .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
@@ -50,7 +52,7 @@ const program = addConfigOverrideOptions(
 
 interface Options extends ConfigOverrides {
   preset: string;
-  dataset: string;
+  dataset?: string;
   store: string;
   runId?: string;
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -63,8 +65,10 @@ interface Options extends ConfigOverrides {
 runCli(async () => {
   const o = program.parse().opts<Options>();
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const runId = RunIdSchema.parse(o.runId ?? defaultRunId(o.preset));
+  const runId = o.runId ?? defaultRunId(o.preset);
   const config = resolveRunConfig(o.preset, o);
+  // Before the backend loads, so a missing dataset or a failed download is reported at once.
+  const dataset = o.dataset ?? (await findDefaultDataset(config));
   const backend = await initBackend(o.backend, log);
   const microBatchSize = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
   const checkpointEvery =
@@ -76,7 +80,7 @@ runCli(async () => {
   await runLocal({
     config,
     runId,
-    dataset: o.dataset,
+    dataset,
     store,
     microBatchSize,
     checkpointEvery,

@@ -2,6 +2,7 @@ import { Client } from '@temporalio/client';
 import { sleep } from '../infra/local/wait';
 import type { RunStatus } from '../workflows/api';
 import { ProgressLine, progressLine } from './progress';
+import { objectUri } from './run-input';
 import {
   RunOutcome,
   formatNumber,
@@ -43,6 +44,7 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
   let progress: ProgressLine | undefined;
   let last: RunStatus | null = null;
   let lastPhase = '';
+  let lastSampleKey: string | null | undefined;
   let unreachableSince: number | null = null;
   let lastComplaint = 0;
   let workerCheckedAt = Date.now();
@@ -84,6 +86,15 @@ export async function watchRun(client: Client, runId: string, opts: WatchOptions
         const queried = await unlessDetached(queryStatus(client, handle));
         if (queried === DETACHED) return { state: 'detached', status: last };
         last = queried ?? last;
+        if (last && last.lastSampleKey !== lastSampleKey) {
+          // The first status only sets the baseline: a re-attach does not repeat grids already announced.
+          if (lastSampleKey !== undefined && last.lastSampleKey) {
+            const line = `samples: ${objectUri(last.storeUri, last.lastSampleKey)}`;
+            if (progress) progress.log(line);
+            else opts.log(line);
+          }
+          lastSampleKey = last.lastSampleKey;
+        }
         if (last) {
           const live = liveStatus(last, segmentHeartbeat(d));
           const phase = live.activity && live.activity !== 'training' ? live.activity : live.phase;

@@ -17,6 +17,8 @@ export const TrainConfigSchema = z
     warmupSteps: z.number().int().min(0),
     gradClipNorm: z.number().positive(),
     emaDecay: z.number().min(0).max(1),
+    /** Ramp the EMA decay up over the first steps (core/train/optimizer.ts emaDecayAt); absent means off. */
+    emaWarmup: z.boolean().optional(),
     adamBeta1: z.number().min(0).lt(1),
     adamBeta2: z.number().min(0).lt(1),
     adamEpsilon: z.number().positive(),
@@ -136,6 +138,7 @@ export const PRESETS = {
       learningRate: 1e-3,
       warmupSteps: 100,
       emaDecay: 0.995,
+      emaWarmup: true,
       randomFlip: false,
       totalSteps: 1500,
     },

@@ -1,12 +1,12 @@
 /**
- * Backend selection on whatever machine runs the tests: 'auto' must start the first backend in preference
- * order that can start here (tfjs-node where it loads, else a real GPU through WebGPU, else wasm) and log
- * why each faster one was skipped; explicit requests start that backend or fail saying why and what is
+ * Backend selection on whatever machine runs the tests: 'auto' must start the first option of AUTO_ORDER
+ * that can start here (tfjs-node on a GPU, a real GPU through WebGPU, tfjs-node on the CPU, wasm) and log
+ * why each faster one was skipped (backend-auto-order.test.ts covers the order on GPUs this machine lacks); explicit requests start that backend or fail saying why and what is
  * available instead, without disturbing the backend that was active.
  */
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, PREFERENCE_ORDER, type BackendName } from '../core/backend';
+import { AUTO_ORDER, initBackend, listNvidiaGpus, type BackendName } from '../core/backend';
 import { nativeBuildPath } from '../core/backend/candidates/tensorflow';
 
 /** Whether a package loads, judged independently of the code under test. */
@@ -42,30 +42,47 @@ async function addsCorrectly(): Promise<void> {
 }
 
 describe('initBackend', () => {
-  it("'auto' starts the first backend in preference order that can start and logs why faster ones were skipped", async () => {
+  it("'auto' starts the first option in AUTO_ORDER that can start and logs why faster ones were skipped", async () => {
     const lines: string[] = [];
     const info = await initBackend('auto', (line) => lines.push(line));
     expect(tf.getBackend()).toBe(info.name);
     await addsCorrectly();
 
-    const rank = PREFERENCE_ORDER.indexOf(info.name);
-    const skipped = PREFERENCE_ORDER.slice(0, rank);
-    expect(lines).toEqual([
-      ...skipped.map((name) => expect.stringMatching(new RegExp(`^backend: skipped ${name}: \\S.*$`))),
-      `backend: ${info.name} (${info.detail})`,
-    ]);
-    // Every faster backend really is unusable when asked for by name (a software-only GPU adapter is
-    // the one thing 'auto' skips that an explicit request may still start).
+    expect(lines[lines.length - 1]).toBe(`backend: ${info.name} (${info.detail})`);
+    const skipped = lines.slice(0, -1).map((line) => {
+      const m = /^backend: skipped (tensorflow on GPU|tensorflow|webgpu|wasm): \S.*$/.exec(line);
+      expect(m).not.toBeNull();
+      return m![1];
+    });
+    // Every option before the chosen one in AUTO_ORDER is named, in order (a backend that cannot start
+    // at all only once).
+    const chosen = AUTO_ORDER.findIndex(
+      (rung) => rung.name === info.name && (rung.device !== 'gpu' || info.gpu !== undefined),
+    );
+    const expected = AUTO_ORDER.slice(0, chosen)
+      .map((rung) => (rung.device === 'gpu' && nativeLoads ? 'tensorflow on GPU' : rung.name))
+      .filter((name, i, all) => name !== info.name && all.indexOf(name) === i);
+    expect(skipped).toEqual(expected);
+    // Every faster backend it skipped entirely really is unusable when asked for by name (a software-only
+    // GPU adapter is the one thing 'auto' skips that an explicit request may still start).
     for (const name of skipped) {
-      if (name === 'webgpu' && !noGpuPossible) continue;
-      await expect(initBackend(name)).rejects.toThrow(`backend '${name}' cannot start`);
+      if (name === 'tensorflow on GPU' || (name === 'webgpu' && !noGpuPossible)) continue;
+      await expect(initBackend(name as BackendName)).rejects.toThrow(`backend '${name}' cannot start`);
     }
   });
 
-  it("'auto' on this machine: native TensorFlow where tfjs-node loads, never the plain cpu backend", async () => {
-    const info = await initBackend('auto');
+  it("'auto' on this machine: native TensorFlow where tfjs-node loads (on the CPU without a GPU), never the plain cpu backend", async () => {
+    const lines: string[] = [];
+    const info = await initBackend('auto', (line) => lines.push(line));
     if (nativeLoads) {
-      expect(info).toEqual({ name: 'tensorflow', detail: expect.stringMatching(/^tfjs-node/) });
+      expect(info).toMatchObject({ name: 'tensorflow', detail: expect.stringMatching(/^tfjs-node/) });
+      if (listNvidiaGpus().length === 0) {
+        expect(info.gpu).toBeUndefined();
+        expect(info.detail).toMatch(/, TF 2\.\d+\.\d+ (CPU|CUDA) build, on CPU$/);
+        expect(lines[0]).toMatch(
+          /^backend: skipped tensorflow on GPU: TensorFlow 2\.\d+\.\d+ \((CPU|CUDA) build\) sees no GPU$/,
+        );
+      }
     } else if (noGpuPossible) {
       expect(info.name).toBe('wasm');
     } else {

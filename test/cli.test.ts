@@ -31,6 +31,7 @@ const COMMANDS = [
   'list',
   'sample',
   'stop-local',
+  'train',
 ] as const;
 type CommandName = (typeof COMMANDS)[number];
 
@@ -230,6 +231,7 @@ test('every command has --help, which names its options', async () => {
       '--out',
     ],
     'stop-local': ['--timeout'],
+    train: ['--preset', '--dataset', '--store', '--run-id', '--steps', '--lr', '--backend', '--keep'],
   };
   const results = await Promise.all(COMMANDS.map((c) => cli(c, ['--help'])));
   results.forEach((r, i) => {
@@ -281,6 +283,21 @@ test('bad input fails with one error line naming the problem, before anything st
       /--pool is for clusters/,
     ],
     ['status', ['--run-id', '../x'], /--run-id .*run IDs use/],
+    // Numbers are read whole: a trailing word, an empty value or hex is refused, not half-parsed.
+    [
+      'start-run',
+      ['--preset', 'tiny', '--dataset', dataset, '--lr', '1e-3junk'],
+      /--lr .*'1e-3junk' is invalid/,
+    ],
+    ['start-run', ['--preset', 'tiny', '--dataset', dataset, '--seed', ''], /--seed .*'' is invalid/],
+    ['start-run', ['--preset', 'tiny', '--dataset', dataset, '--keep', '0x10'], /--keep .*'0x10' is invalid/],
+    [
+      'start-run',
+      ['--preset', 'tiny', '--dataset', dataset, '--segment-hours', '2h'],
+      /--segment-hours .*'2h' is invalid/,
+    ],
+    ['train', ['--preset', 'tiny', '--dataset', dataset, '--lr', '3e-4x'], /--lr .*'3e-4x' is invalid/],
+    ['train', ['--preset', 'tiny', '--dataset', dataset, '--run-id', '../../etc'], /--run-id .*run IDs use/],
     ['sample', ['--run-id', 'nothing', '--store', store], /run nothing has no valid checkpoint/],
   ];
   const results = await Promise.all(cases.map(([c, args, , cwd]) => cli(c, args, cwd)));
@@ -414,10 +431,10 @@ test('Ctrl-C only detaches; cancel checkpoints and ends the run; resume starts i
   );
 
   const resumed = await cli('resume', ['--run-id', 'again', '--watch']);
-  // Cancelled mid-segment, the trainer may have checkpointed a step past the last one the run recorded.
+  // Cancelled mid-segment, the trainer checkpointed the step it stopped at, and cancel reported that step.
   const from = /resuming from file:\/\/(\S+)\/again\/checkpoints\/(\d+) \(step (\d+)\)/.exec(resumed.stderr);
   expect(from?.[1]).toBe(store);
-  expect(Number(from?.[3])).toBeGreaterThanOrEqual(atStep);
+  expect(Number(from?.[3])).toBe(atStep);
   expect(resumed.stderr).not.toMatch(/^again 0\/40 /m); // it did not start over
   expectSuccess(resumed);
   expect(resumed.stdout).toContain('run again completed: step 40');

@@ -22,6 +22,7 @@ const config = microConfig({
   microBatchSize: 2,
   warmupSteps: 3,
   emaDecay: 0.9,
+  emaWarmup: true,
   // Low enough that the clip acts on some steps and not on others.
   gradClipNorm: 0.5,
   totalSteps: STEPS,

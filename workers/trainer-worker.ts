@@ -17,6 +17,7 @@ import { Command, Option } from 'commander';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import * as activities from '../activities';
 import { initBackend } from '../core/backend';
+import { gpuChoiceProblem, listNvidiaGpus } from '../core/backend/nvidia';
 import { runCli } from '../cli/errors';
 import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, slotTaskQueue } from '../workflows/api';
 import { temporalSettings } from './temporal-config';
@@ -88,7 +89,13 @@ function pinToCpus(list: string): void {
 
 /** Settings that must be in the environment before TF.js loads its native library. */
 function applyDeviceOptions(o: Options): void {
-  if (o.gpu !== undefined) process.env.CUDA_VISIBLE_DEVICES = String(nonNegativeInt('--gpu', o.gpu));
+  if (o.gpu !== undefined) {
+    const index = nonNegativeInt('--gpu', o.gpu);
+    const problem = gpuChoiceProblem(index, listNvidiaGpus());
+    if (problem) throw new Error(problem);
+    // Read by CUDA when TensorFlow loads (initBackend, below): this process sees that one GPU only.
+    process.env.CUDA_VISIBLE_DEVICES = String(index);
+  }
   // TensorFlow sizes its thread pools from the CPU affinity it finds at load time (it ignores the
   // TF_NUM_*_THREADS variables here), so pinning before the backend loads also sizes the pools.
   if (o.cpus !== undefined) pinToCpus(o.cpus);

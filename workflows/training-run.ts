@@ -15,10 +15,17 @@ import {
   resumeSignal,
   statusQuery,
 } from './api';
-import { ParallelProgress, allSlots, runParallelSegment } from './parallel-segment';
+import { ParallelProgress, allSlots, runParallelSegment, segmentStopped } from './parallel-segment';
 
 /** Keeps each execution's history small: a fresh one carries on after this many segments. */
 const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
+
+/**
+ * Patch (docs/workflow-versioning.md): a paused or cancelled segment's checkpoint writer reports the step
+ * it stopped at, and the run's status, search attributes and memo show that step and checkpoint instead
+ * of the previous segment boundary. Histories recorded before it replay with the old behaviour.
+ */
+const STOPPED_STEP_PATCH = 'stopped-step-from-cancellation';
 
 const retry: RetryPolicy = {
   initialInterval: '1s',
@@ -119,6 +126,9 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
         .datasetKey;
     const startedAt = carried?.startedAt ?? new Date(wf.workflowInfo().startTime).toISOString();
     let segments = 0;
+    // Where the last completed segment ended: sample grids are due by segment ends, even when a pause
+    // moved status.step to a step inside a segment.
+    let segmentEnd = status.step;
     while (status.step < total) {
       if (paused) {
         status.phase = 'paused';
@@ -157,6 +167,13 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
             : ((await trainSegment(segment)) as TrainSegmentResult),
         );
       } catch (err) {
+        if (wf.isCancellation(err) && wf.patched(STOPPED_STEP_PATCH)) {
+          const stopped = segmentStopped(err);
+          if (stopped && stopped.step > status.step) {
+            status.step = stopped.step;
+            status.lastCheckpointKey = stopped.checkpointKey;
+          }
+        }
         // Paused mid-segment: the trainer checkpointed before acknowledging; pick up from there.
         if (paused && wf.isCancellation(err)) continue;
         throw err;
@@ -164,8 +181,9 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
         segmentScope = undefined;
       }
       const sampleDue =
-        Math.floor(result.step / schedule.sampleEvery) > Math.floor(status.step / schedule.sampleEvery) ||
+        Math.floor(result.step / schedule.sampleEvery) > Math.floor(segmentEnd / schedule.sampleEvery) ||
         result.step === total;
+      segmentEnd = result.step;
       status.step = result.step;
       status.loss = result.loss;
       status.imagesPerSec = result.imagesPerSec;

@@ -4,18 +4,43 @@ export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
 export interface BackendInfo {
   name: BackendName;
-  /** What exactly runs, e.g. 'tfjs-node-gpu', 'wasm SIMD, 1 thread', a GPU adapter's name. */
+  /** What exactly runs, e.g. 'tfjs-node, TF 2.18.1 CUDA build, on GPU 0: NVIDIA H200', 'wasm SIMD, 1 thread'. */
   detail: string;
+  /** The GPU it computes on, when it does (e.g. 'GPU 0: NVIDIA H200'). */
+  gpu?: string;
 }
 
-/** Fastest first: 'auto' takes the first one that starts. */
+/** The backends, fastest first (listings and error messages). */
 export const PREFERENCE_ORDER: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/** One rung of 'auto': a backend, optionally only when it runs on a GPU / only on the CPU. */
+export interface AutoRung {
+  name: BackendName;
+  device?: 'gpu' | 'cpu';
+}
+
+/**
+ * What 'auto' tries, fastest first: native TensorFlow on a GPU (CUDA kernels, cuDNN), then WebGPU on a
+ * hardware adapter, then native TensorFlow on the CPU (oneDNN, all cores), then wasm (one core), and the
+ * plain JavaScript backend as the last resort.
+ */
+export const AUTO_ORDER: readonly AutoRung[] = [
+  { name: 'tensorflow', device: 'gpu' },
+  { name: 'webgpu' },
+  { name: 'tensorflow', device: 'cpu' },
+  { name: 'wasm' },
+  { name: 'cpu' },
+];
 
 export function isBackendName(name: string): name is BackendName {
   return (PREFERENCE_ORDER as readonly string[]).includes(name);
 }
 
-export type Probe = { ok: true } | { ok: false; reason: string };
+/**
+ * A probe's answer. `onGpu` says where a backend that can run on either would compute; `cpuOnlyBecause`
+ * says why not on a GPU (for the log line of 'auto').
+ */
+export type Probe = { ok: true; onGpu?: boolean; cpuOnlyBecause?: string } | { ok: false; reason: string };
 
 export interface Candidate {
   name: BackendName;

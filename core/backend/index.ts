@@ -1,4 +1,5 @@
-export { initBackend } from './select';
-export type { BackendInfo, BackendName } from './select';
-export { PREFERENCE_ORDER } from './candidate';
+export { initBackend, startFastest } from './select';
+export type { BackendInfo, BackendName, Candidates } from './select';
+export { AUTO_ORDER, PREFERENCE_ORDER } from './candidate';
+export { listNvidiaGpus, type NvidiaGpu } from './nvidia';
 export { registerWasmTrainingKernels } from './wasm-kernels/register';

@@ -3,11 +3,13 @@
  * Every backend package is loaded only when it is tried, so a missing optional one never breaks startup.
  */
 import {
+  AUTO_ORDER,
   isBackendName,
   PREFERENCE_ORDER,
   type BackendInfo,
   type BackendName,
   type Candidate,
+  type Probe,
 } from './candidate';
 import { cpuCandidate } from './candidates/cpu';
 import { tensorflowCandidate } from './candidates/tensorflow';
@@ -21,7 +23,9 @@ export type { BackendInfo, BackendName } from './candidate';
 // Training needs every op's gradient; tfjs-core's CommonJS build registers none.
 registerGradients();
 
-const CANDIDATES: Record<BackendName, Candidate> = {
+export type Candidates = Record<BackendName, Candidate>;
+
+const CANDIDATES: Candidates = {
   tensorflow: tensorflowCandidate,
   webgpu: webgpuCandidate,
   wasm: wasmCandidate,
@@ -29,9 +33,10 @@ const CANDIDATES: Record<BackendName, Candidate> = {
 };
 
 /**
- * Starts `requested` ('auto': the first of tensorflow, webgpu, wasm, cpu that starts) and makes it TF.js's
- * active backend. `log` gets one line for the choice and one for each faster backend that was skipped.
- * Safe to call again, also with another backend.
+ * Starts `requested` ('auto': the first rung of AUTO_ORDER that starts: tensorflow on a GPU, webgpu,
+ * tensorflow on the CPU, wasm, cpu) and makes it TF.js's active backend. `log` gets one line for the
+ * choice and one for each faster option that was skipped, saying why. Safe to call again, also with
+ * another backend.
  */
 export async function initBackend(
   requested: BackendName | 'auto' = 'auto',
@@ -56,14 +61,36 @@ export async function initBackend(
   );
 }
 
-async function startFastest(log: (line: string) => void): Promise<BackendInfo> {
-  for (const name of PREFERENCE_ORDER) {
-    const outcome = await tryStart(CANDIDATES[name], false);
-    if ('info' in outcome) {
-      log(`backend: ${outcome.info.name} (${outcome.info.detail})`);
-      return outcome.info;
+/**
+ * 'auto': walks AUTO_ORDER, probing each backend once (`candidates` lets a test stand in for hardware this
+ * machine lacks). A backend that fails to start is not tried again on a later rung.
+ */
+export async function startFastest(
+  log: (line: string) => void,
+  candidates: Candidates = CANDIDATES,
+): Promise<BackendInfo> {
+  const probes = new Map<BackendName, Probe>();
+  for (const rung of AUTO_ORDER) {
+    const known = probes.get(rung.name);
+    const probe = known ?? (await candidates[rung.name].probe(false));
+    probes.set(rung.name, probe);
+    if (!probe.ok) {
+      if (!known) log(`backend: skipped ${rung.name}: ${probe.reason}`);
+      continue;
     }
-    log(`backend: skipped ${name}: ${outcome.reason}`);
+    if (rung.device === 'gpu' && !probe.onGpu) {
+      log(`backend: skipped ${rung.name} on GPU: ${probe.cpuOnlyBecause ?? 'it runs on the CPU here'}`);
+      continue;
+    }
+    if (rung.device === 'cpu' && probe.onGpu) continue;
+    try {
+      const info = await candidates[rung.name].start();
+      log(`backend: ${info.name} (${info.detail})`);
+      return info;
+    } catch (err) {
+      probes.set(rung.name, { ok: false, reason: firstLine(err) });
+      log(`backend: skipped ${rung.name}: ${firstLine(err)}`);
+    }
   }
   throw new Error('no TF.js backend could start: check that @tensorflow/tfjs-backend-cpu is installed');
 }

@@ -2,8 +2,8 @@ import { basename, dirname, join } from 'node:path';
 
 import { concatBatches, type NamedBatch } from './concat-batches';
 import { DatasetError } from './errors';
-import { nameWithoutGz, readFileBytes } from './file-bytes';
-import { decodeIdxImages, decodeIdxLabels } from './mnist-idx';
+import { nameWithoutGz, readContentHead, readFileBytes } from './file-bytes';
+import { decodeIdxImages, decodeIdxLabels, idxDeclaredBytes } from './mnist-idx';
 import { listDirectory, pathKind } from './paths';
 import type { DatasetSplit, ImageBatch } from './types';
 
@@ -29,10 +29,21 @@ function findLabelsFile(imagesName: string, siblings: readonly string[]): string
   return siblings.find((name) => name === wanted) ?? siblings.find((name) => name === `${wanted}.gz`);
 }
 
+/**
+ * An IDX file's bytes, inflated no further than its header declares. A file whose first bytes are no
+ * valid header is returned as those bytes, for the decoder to say what is wrong with them.
+ */
+async function readIdxFile(file: string, kind: 'images' | 'labels'): Promise<Buffer> {
+  const head = await readContentHead(file);
+  const declared = idxDeclaredBytes(head, file, kind);
+  if (declared === undefined) return head;
+  return readFileBytes(file, { maxBytes: declared, what: 'the size its IDX header declares' });
+}
+
 async function loadImagesWithLabels(imagesFile: string, labelsFile: string | undefined): Promise<ImageBatch> {
-  const batch = decodeIdxImages(await readFileBytes(imagesFile), imagesFile);
+  const batch = decodeIdxImages(await readIdxFile(imagesFile, 'images'), imagesFile);
   if (labelsFile === undefined) return batch;
-  const labels = decodeIdxLabels(await readFileBytes(labelsFile), labelsFile);
+  const labels = decodeIdxLabels(await readIdxFile(labelsFile, 'labels'), labelsFile);
   if (labels.length !== batch.count) {
     throw new DatasetError(
       labelsFile,

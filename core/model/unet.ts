@@ -125,13 +125,15 @@ function stepSpecs(step: UNetStep, tembCh: number): ParamSpec[] {
 
 export function unetParamSpecs(cfg: UNetConfig): ParamSpec[] {
   const tembCh = cfg.ch * 4;
+  // The up path ends at the first level's width, which the output layers normalise and project.
+  const outCh = cfg.ch * cfg.chMult[0];
   return [
     ...denseSpecs('temb.dense.0', cfg.ch, tembCh),
     ...denseSpecs('temb.dense.1', tembCh, tembCh),
     ...convSpecs('conv_in', 3, cfg.inChannels, cfg.ch),
     ...unetSteps(cfg).flatMap((s) => stepSpecs(s, tembCh)),
-    ...normSpecs('norm_out', cfg.ch),
-    ...convSpecs('conv_out', 3, cfg.ch, cfg.inChannels, true),
+    ...normSpecs('norm_out', outCh),
+    ...convSpecs('conv_out', 3, outCh, cfg.inChannels, true),
   ];
 }
 

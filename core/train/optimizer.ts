@@ -12,6 +12,8 @@ export interface OptimizerHyperparams {
   adamBeta2: number;
   adamEpsilon: number;
   emaDecay: number;
+  /** Ramp the EMA decay up from 0.1 as (1 + step) / (10 + step) until it reaches emaDecay. */
+  emaWarmup?: boolean;
 }
 
 export interface TrainState {
@@ -39,6 +41,16 @@ export function learningRateAt(
 ): number {
   // The reference warms up as lr * min(step / warmup, 1) with step counted from 1 for the first update.
   return h.warmupSteps > 0 ? h.learningRate * Math.min((step + 1) / h.warmupSteps, 1) : h.learningRate;
+}
+
+/**
+ * The EMA decay at a step. With warmup it follows TensorFlow's ExponentialMovingAverage with
+ * num_updates (also diffusers' EMAModel): min(decay, (1 + step) / (10 + step)), so a short run's EMA
+ * is not dominated by the initial weights (at a fixed 0.995 a quarter of them remain after 250 steps,
+ * and the zero-initialised output layer shrinks every prediction).
+ */
+export function emaDecayAt(step: number, h: Pick<OptimizerHyperparams, 'emaDecay' | 'emaWarmup'>): number {
+  return h.emaWarmup ? Math.min(h.emaDecay, (1 + step) / (10 + step)) : h.emaDecay;
 }
 
 export function globalNorm(values: Float32Array): number {
@@ -76,7 +88,7 @@ export function adamStepConstants(step: number, h: OptimizerHyperparams): AdamSt
     stepSize: learningRate / (1 - h.adamBeta1 ** t),
     sqrtBiasCorrection2: Math.sqrt(1 - h.adamBeta2 ** t),
     epsilon: h.adamEpsilon,
-    emaDecay: h.emaDecay,
+    emaDecay: emaDecayAt(step, h),
   };
 }
 

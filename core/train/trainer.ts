@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { asOutOfMemory } from '../backend/out-of-memory';
+import { InvalidInputError, MicroBatchOutOfMemoryError, TrainingDivergedError } from '../errors';
 import { registerGradients } from '../tf-gradients';
 import { qSample } from '../diffusion/forward';
 import { NoiseSchedule } from '../diffusion/schedule';
@@ -96,7 +98,7 @@ export function noiseScheduleFor(d: DiffusionConfig): NoiseSchedule {
 export function checkDataMatchesModel(config: RunConfig, data: ImageSource): void {
   const m = config.model;
   if (data.height !== m.imageSize || data.width !== m.imageSize || data.channels !== m.inChannels) {
-    throw new Error(
+    throw new InvalidInputError(
       `dataset images are ${data.height}x${data.width}x${data.channels} but preset '${config.preset}' expects ` +
         `${m.imageSize}x${m.imageSize}x${m.inChannels}`,
     );
@@ -151,7 +153,8 @@ export class Trainer {
    * arrays are the trainer's own: read them before the next step(), which may change them.
    */
   async hostState(): Promise<TrainState> {
-    if (!this.hostIsCurrent && this.device) {
+    if (!this.hostIsCurrent) {
+      if (!this.device) throw new Error('the trainer was disposed before its state was read back');
       await this.device.downloadInto(this.host);
       this.hostIsCurrent = true;
     }
@@ -187,7 +190,7 @@ export class Trainer {
   private async hostStep(): Promise<StepResult> {
     const started = performance.now();
     const phases: StepPhases = { forwardBackward: 0, gradientReadBack: 0, allReduce: 0, update: 0 };
-    const local = await this.hostGradients(phases);
+    const local = await this.hostGradients(phases).catch((err: unknown) => this.outOfMemoryAsMicroBatch(err));
     const t0 = performance.now();
     const reduced = this.reduce ? await this.reduce(local) : local;
     phases.allReduce = (performance.now() - t0) / 1000;
@@ -207,7 +210,9 @@ export class Trainer {
     const started = performance.now();
     const phases: StepPhases = { forwardBackward: 0, gradientReadBack: 0, allReduce: 0, update: 0 };
     const device = this.deviceState();
-    const local = await this.deviceGradients(phases);
+    const local = await this.deviceGradients(phases).catch((err: unknown) =>
+      this.outOfMemoryAsMicroBatch(err),
+    );
     let grads = local.segments;
     let lossTensor = local.loss;
     const owned: tf.Tensor[] = [...local.segments, local.loss];
@@ -257,8 +262,14 @@ export class Trainer {
   }
 
   private checkFinite(loss: number): void {
-    if (!Number.isFinite(loss))
-      throw new Error(`loss is ${loss} at step ${this.currentStep}; stopping before the update`);
+    if (!Number.isFinite(loss)) throw new TrainingDivergedError(this.currentStep, loss);
+  }
+
+  /** A failed allocation during forward + backward says which micro-batch size did not fit. */
+  private outOfMemoryAsMicroBatch(err: unknown): never {
+    const oom = asOutOfMemory(err);
+    const size = Math.min(this.microBatchSize, this.positions.length);
+    throw oom ? new MicroBatchOutOfMemoryError(size, tf.getBackend(), oom.message) : err;
   }
 
   /** Runs forward + backward over this worker's micro-batches, handing each one's outputs to `take`. */

@@ -53,12 +53,18 @@ export function startDaemon(spec: DaemonSpec): Daemon {
   }
 }
 
-/** The daemon a pid file names, if that process is still alive and still the one we started. */
+/**
+ * The daemon a pid file names, if a process of its group is still alive and still ours (its command line
+ * has the marker). The group counts, not only the process started: one that died (say, SIGKILLed) may
+ * have left children running, which stopDaemon must still find and stop.
+ */
 export function runningDaemon(stateDir: string, name: string, marker: string): Daemon | null {
   const { pidFile, logFile } = daemonFiles(stateDir, name);
   if (!existsSync(pidFile)) return null;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid) || !commandLine(pid).includes(marker)) {
+  const ours =
+    Number.isInteger(pid) && pid > 0 && groupMembers(pid).some((p) => commandLine(p).includes(marker));
+  if (!ours) {
     rmSync(pidFile, { force: true });
     return null;
   }

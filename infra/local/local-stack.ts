@@ -5,9 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MissingToolError, resolveTool } from './binaries';
+import { ensureTemporalCli } from '../setup/ensure-temporal-cli';
 import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
 import { registerSearchAttributes } from './register-search-attributes';
 import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
+import { listNvidiaGpus } from '../../core/backend/nvidia';
 import { parseAddress } from '../../coordinator/protocol';
 import { TRAINER_TASK_QUEUE, slotTaskQueue } from '../../workflows/api';
 import { activityQueuePollers, trainerQueuePollers } from './trainer-pollers';
@@ -117,10 +119,32 @@ export function slotCpus(slot: number, workers: number, cores = os.availablePara
   return share === 1 ? `${first}` : `${first}-${first + share - 1}`;
 }
 
-/** Starts the dev server unless one answers already; registers the search attributes either way. */
+/**
+ * Starts the dev server unless one answers already; registers the search attributes either way. The
+ * Temporal CLI is installed on first use, before the stack lock is taken (its build takes minutes).
+ */
 export async function ensureLocalServer(settings: LocalStackSettings, log: Log): Promise<LocalServer> {
   mkdirSync(settings.stateDir, { recursive: true });
+  const running =
+    runningDaemon(settings.stateDir, SERVER.name, SERVER.marker) !== null ||
+    (await answers(localServer(settings)));
+  if (!running) {
+    try {
+      await ensureTemporalCli(log);
+    } catch (err) {
+      throw new Error(`the local stack needs the Temporal CLI: ${(err as Error).message}`);
+    }
+  }
   return withStackLock(settings.stateDir, () => ensureServerLocked(settings, log));
+}
+
+function localServer(settings: LocalStackSettings): LocalServer {
+  return {
+    address: localAddress(settings),
+    namespace: settings.namespace,
+    uiUrl: `http://localhost:${settings.uiPort}`,
+    startedNow: false,
+  };
 }
 
 /**
@@ -176,15 +200,17 @@ export async function ensureLocalWorker(
           args: ['--host', HOST, '--port', String(settings.coordinatorPort)],
           polled: () => tcpAnswers(coordinator),
         });
+        // One GPU per trainer where the machine has enough NVIDIA GPUs, else a share of the cores.
+        const gpus = listNvidiaGpus().length >= workers;
         for (let slot = 0; slot < workers; slot++) {
-          const cpus = slotCpus(slot, workers);
+          const cpus = gpus ? null : slotCpus(slot, workers);
           roles.push({
             daemon: slotWorker(slot),
-            what: `trainer slot ${slot}${cpus ? ` (cores ${cpus})` : ''}`,
+            what: `trainer slot ${slot}${gpus ? ` (GPU ${slot})` : cpus ? ` (cores ${cpus})` : ''}`,
             script: trainerScript,
             args: [
               ...['--backend', backend, '--no-workflows', '--no-shared', '--slot', String(slot)],
-              ...(cpus ? ['--cpus', cpus] : []),
+              ...(gpus ? ['--gpu', String(slot)] : cpus ? ['--cpus', cpus] : []),
             ],
             polled: async () =>
               (await activityQueuePollers(
@@ -199,14 +225,21 @@ export async function ensureLocalWorker(
       for (const role of roles) {
         if (await role.polled()) continue;
         let worker = runningDaemon(settings.stateDir, role.daemon.name, role.daemon.marker);
+        if (worker && !processAlive(worker.pid)) {
+          // The process started is gone, but others of its group live on without polling: start afresh.
+          await stopDaemon(worker, 10_000);
+          worker = null;
+        }
         if (worker) {
           if (readyTimeoutMs === 0) continue;
           log(`waiting for the local ${role.what} (pid ${worker.pid}) to start polling`);
         } else {
           worker = startDaemon({
             ...role.daemon,
-            command: path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-            args: [role.script, ...role.args],
+            // Node itself with tsx's loader, not the tsx CLI: the CLI runs the script in a child process,
+            // so the pid recorded would be a wrapper's, and a SIGKILL to it would orphan the real worker.
+            command: process.execPath,
+            args: ['--import', 'tsx', role.script, ...role.args],
             cwd: REPO_ROOT,
             env: {
               ...process.env,
@@ -279,13 +312,8 @@ export function localDaemonPids(settings: LocalStackSettings): Record<string, nu
 }
 
 async function ensureServerLocked(settings: LocalStackSettings, log: Log): Promise<LocalServer> {
-  const address = localAddress(settings);
-  const server: LocalServer = {
-    address,
-    namespace: settings.namespace,
-    uiUrl: `http://localhost:${settings.uiPort}`,
-    startedNow: false,
-  };
+  const server = localServer(settings);
+  const { address } = server;
   const stateFile = path.join(settings.stateDir, 'stack.json');
   const ours = runningDaemon(settings.stateDir, SERVER.name, SERVER.marker);
   if (ours) {
@@ -350,7 +378,9 @@ async function answers(server: LocalServer): Promise<boolean> {
 
 async function waitForServer(server: LocalServer, daemon: Daemon): Promise<void> {
   await waitUntil(`Temporal dev server on ${server.address}`, () => answers(server), {
-    timeoutMs: 60_000,
+    // A first start (new SQLite schema, a just-built binary not yet in the page cache) took over 60 s
+    // on a heavily loaded 2-core machine; a server that dies is noticed at once (giveUp) regardless.
+    timeoutMs: 180_000,
     intervalMs: 250,
     giveUp: () => (processAlive(daemon.pid) ? undefined : `exited: ${logTail(daemon.logFile, 3)}`),
   });
