@@ -1,7 +1,6 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 import type { CheckpointManifest } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
-import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import { CoordinatorError, Group } from '../coordinator/api';
@@ -55,7 +54,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   /** The checkpoint this writer last saved (or resumed from): where the run stands if it stops now. */
   let stopped: SegmentStopped | null = null;
   /** The step of the trainer's state that a checkpoint holds, with its checksums if known here. */
-  let saved: { step: number; files?: CheckpointManifest['files']; state?: TrainState } | null = null;
+  let saved: { step: number; files?: CheckpointManifest['files'] } | null = null;
   try {
     const backend = await ensureBackend(input.backend);
     const data = await withHeartbeats(loadPreparedDataset(store, input.datasetKey), () => beat);
@@ -72,7 +71,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     if (resume) {
       const inMemory = state === kept?.state ? ' (its state still in this process)' : '';
       log(`resuming from ${store.uri}/${resume.key}${inMemory}`);
-      saved = { step: resume.checkpoint.state.step, files: resume.checkpoint.manifest.files, state };
+      saved = { step: resume.checkpoint.state.step, files: resume.checkpoint.manifest.files };
     }
     const resumedFromStep = state?.step ?? 0;
     // A fresh execution of an older run (restarted after failure or cancel) may find the store ahead of
@@ -109,7 +108,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       if (!writesCheckpoints) {
         savedStep = state.step;
         checkpointKey = repo.keyFor(savedStep);
-        saved = { step: savedStep, state };
+        saved = { step: savedStep };
         return;
       }
       const s0 = performance.now();
@@ -122,7 +121,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       checkpointKey = written.key;
       savedStep = state.step;
       stopped = { step: savedStep, checkpointKey };
-      saved = { step: savedStep, files: written.manifest.files, state };
+      saved = { step: savedStep, files: written.manifest.files };
       saveSeconds += (performance.now() - s0) / 1000;
       beat.phase = 'training';
     };
@@ -198,13 +197,15 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     }
     throw asActivityFailure(asAttemptFailure(err));
   } finally {
-    trainer?.dispose();
     // Its state is final now: the next segment of this run here may use it for the checkpoint holding it.
-    // (The trainer keeps its host state at the step last read back: that is the saved one when they match.)
-    if (trainer && saved?.state && saved.step === trainer.currentStep) {
+    // (Saved at the current step, so the host copy is current and nothing is read from the device.)
+    if (trainer && saved?.step === trainer.currentStep) {
       const { storeUri, runId } = input;
-      keepTrainedState({ storeUri, runId, state: saved.state, files: saved.files });
+      const files = saved.files;
+      const state = await trainer.hostState().catch(() => undefined);
+      if (state) keepTrainedState({ storeUri, runId, state, files });
     }
+    trainer?.dispose();
     // Leaving early (error, cancellation) tells the peers at once instead of letting them time out.
     await group?.close(ctx.cancellationSignal.aborted ? 'cancelled' : 'failed').catch(() => undefined);
   }

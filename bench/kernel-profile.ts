@@ -16,8 +16,12 @@ export async function profileKernels(work: () => Promise<unknown>, topN = 12): P
   const info = await tf.profile(async () => {
     await work();
   });
+  const backend = tf.getBackend();
+  // tf.profile also lists each custom-gradient op (tf.customGrad) as an entry of its own, around the
+  // kernels it runs: only registered kernels are launches.
+  const launches = info.kernels.filter((k) => tf.getKernel(k.name, backend) !== undefined);
   const byName = new Map<string, { count: number; ms: number }>();
-  for (const k of info.kernels) {
+  for (const k of launches) {
     const entry = byName.get(k.name) ?? { count: 0, ms: 0 };
     entry.count++;
     if (typeof k.kernelTimeMs === 'number') entry.ms += k.kernelTimeMs;
@@ -27,5 +31,5 @@ export async function profileKernels(work: () => Promise<unknown>, topN = 12): P
     .map(([name, e]) => ({ name, count: e.count, ms: Number(e.ms.toFixed(1)) }))
     .sort((a, b) => b.count - a.count)
     .slice(0, topN);
-  return { kernels: info.kernels.length, top };
+  return { kernels: launches.length, top };
 }

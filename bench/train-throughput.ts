@@ -83,7 +83,10 @@ runCli(async () => {
   const loadBefore = loadavg();
   const backend = await initBackend(o.backend, log);
   const config = resolveRunConfig(o.preset, { batch: o.batch, microBatch: o.microBatch });
-  const microBatch = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
+  const microBatch = Math.min(
+    o.microBatch ?? defaultMicroBatchSize(backend.name, config),
+    config.train.batchSize,
+  );
   const optimizer = o.optimizer ?? defaultOptimizerPlacement(backend.name);
   const { imageSize: size, inChannels: channels } = config.model;
   const data = syntheticImages(Math.max(config.train.batchSize, 256), size, channels);
@@ -100,10 +103,11 @@ runCli(async () => {
   warmTrainer.dispose();
 
   const stepSeconds: number[] = [];
+  // Tensors left behind by a step: counted from the end of the first (which creates the state).
   const leaked: number[] = [];
   const phases: StepPhases = { forwardBackward: 0, gradientReadBack: 0, allReduce: 0, update: 0 };
   let peakGpuBytes = gpuBytes();
-  let tensorsBefore = tf.memory().numTensors;
+  let tensorsBefore: number | null = null;
   const cpuBefore = process.cpuUsage();
   for (let i = 0; i < o.steps; i++) {
     const t0 = performance.now();
@@ -111,7 +115,7 @@ runCli(async () => {
     stepSeconds.push((performance.now() - t0) / 1000);
     for (const k of Object.keys(phases) as (keyof StepPhases)[]) phases[k] += r.phases[k] / o.steps;
     const tensorsAfter = tf.memory().numTensors;
-    leaked.push(tensorsAfter - tensorsBefore);
+    if (tensorsBefore !== null) leaked.push(tensorsAfter - tensorsBefore);
     tensorsBefore = tensorsAfter;
     const bytes = gpuBytes();
     if (bytes !== null) peakGpuBytes = Math.max(peakGpuBytes ?? 0, bytes);
@@ -123,7 +127,9 @@ runCli(async () => {
   let kernels = null;
   if (o.kernelCount) {
     log('counting kernels over one more step (tf.profile)');
+    const before = tf.memory().numTensors;
     kernels = await profileKernels(() => trainer.step());
+    leaked.push(tf.memory().numTensors - before);
   }
   const ema = (await trainer.hostState()).ema.slice();
   trainer.dispose();
@@ -168,7 +174,7 @@ runCli(async () => {
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
     peakBackendGpuMiB: peakGpuBytes === null ? null : Math.round(peakGpuBytes / 2 ** 20),
     nvidiaSmi: nvidiaGpus(),
-    tensorsLeakedPerStep: Math.max(...leaked),
+    tensorsLeakedPerStep: leaked.length > 0 ? Math.max(...leaked) : null,
     loadAverage: { before: loadBefore.map((l) => round(l, 2)), after: loadavg().map((l) => round(l, 2)) },
     node: process.version,
     date: new Date().toISOString(),

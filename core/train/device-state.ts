@@ -118,18 +118,28 @@ export class DeviceTrainState {
   prepareUpdate(grads: readonly tf.Tensor[], h: OptimizerHyperparams): PendingUpdate {
     const c = adamStepConstants(this._step, h);
     const { next, gradNorm } = tf.tidy(() => {
-      const sumsOfSquares = grads.map((g) => tf.sum(tf.square(g)));
-      const norm = tf.sqrt(sumsOfSquares.length === 1 ? sumsOfSquares[0] : tf.addN(sumsOfSquares));
+      // 16 passes over the state per step. The clip scale is folded into the moments' (scalar) factors
+      // instead of scaling the gradients, and the squared gradients serve both the norm and v.
+      const squares = grads.map((g) => tf.square(g));
+      const sums = squares.map((g2) => tf.sum(g2));
+      // Not addN: WebGPU binds every input of an addN to one shader, past its limit for hundreds of
+      // tensors; concat splits long input lists.
+      const sumOfSquares =
+        sums.length === 1 ? sums[0] : tf.sum(tf.concat(sums.map((x) => tf.reshape(x, [1]))));
+      const norm = tf.sqrt(sumOfSquares);
       // tf.clip_by_global_norm: scale by clip / max(norm, clip).
       const scale = tf.div(h.gradClipNorm, tf.maximum(norm, h.gradClipNorm));
+      const gradFactor = tf.mul(scale, 1 - c.beta1);
+      const squareFactor = tf.mul(tf.square(scale), 1 - c.beta2);
+      // p - stepSize m / (sqrt(v) / sqrtBc2 + eps) = p - m / (sqrt(v) / (sqrtBc2 stepSize) + eps / stepSize)
+      const rootFactor = 1 / (c.sqrtBiasCorrection2 * c.stepSize);
+      const epsilon = c.epsilon / c.stepSize;
       const cur = this.current;
       const out: Moments = { params: [], adamM: [], adamV: [], ema: [] };
-      grads.forEach((grad, i) => {
-        const g = tf.mul(grad, scale);
-        const m = tf.add(tf.mul(cur.adamM[i], c.beta1), tf.mul(g, 1 - c.beta1));
-        const v = tf.add(tf.mul(cur.adamV[i], c.beta2), tf.mul(tf.square(g), 1 - c.beta2));
-        const denominator = tf.add(tf.div(tf.sqrt(v), c.sqrtBiasCorrection2), c.epsilon);
-        const p = tf.sub(cur.params[i], tf.div(tf.mul(m, c.stepSize), denominator));
+      grads.forEach((g, i) => {
+        const m = tf.add(tf.mul(cur.adamM[i], c.beta1), tf.mul(g, gradFactor));
+        const v = tf.add(tf.mul(cur.adamV[i], c.beta2), tf.mul(squares[i], squareFactor));
+        const p = tf.sub(cur.params[i], tf.div(m, tf.add(tf.mul(tf.sqrt(v), rootFactor), epsilon)));
         const e = tf.add(tf.mul(cur.ema[i], c.emaDecay), tf.mul(p, 1 - c.emaDecay));
         out.params.push(p);
         out.adamM.push(m);

@@ -54,11 +54,14 @@ export interface StepResult extends UpdateStats {
 export type OptimizerPlacement = 'device' | 'host';
 
 /**
- * The cpu backend's tensors are JS arrays already, and its per-op cost makes the JS loop the faster
- * update there; every other backend keeps the state on the device.
+ * Where the state lives unless a trainer is told: on the device for the native TensorFlow and WebGPU
+ * backends, where moving the parameters and gradients through JS each step costs more than the update.
+ * In JS for cpu, whose tensors are JS arrays already, and for wasm, whose tensors share one 4 GiB heap
+ * with the activations (the cifar10 U-Net's state and the update's temporaries would take over 1 GB of
+ * it) and whose single thread runs the one-pass JS loop as fast as the update's ~20 passes.
  */
 export function defaultOptimizerPlacement(backend: string = tf.getBackend()): OptimizerPlacement {
-  return backend === 'cpu' ? 'host' : 'device';
+  return backend === 'tensorflow' || backend === 'webgpu' ? 'device' : 'host';
 }
 
 export interface TrainerOptions {
@@ -150,7 +153,8 @@ export class Trainer {
    * arrays are the trainer's own: read them before the next step(), which may change them.
    */
   async hostState(): Promise<TrainState> {
-    if (!this.hostIsCurrent && this.device) {
+    if (!this.hostIsCurrent) {
+      if (!this.device) throw new Error('the trainer was disposed before its state was read back');
       await this.device.downloadInto(this.host);
       this.hostIsCurrent = true;
     }
@@ -173,12 +177,7 @@ export class Trainer {
 
   /** One optimizer step: local gradients, all-reduce, clip, Adam, EMA. */
   async step(): Promise<StepResult> {
-    const stepping = this.placement === 'host' ? this.hostStep() : this.deviceStep();
-    return stepping.catch((err: unknown) => {
-      const oom = asOutOfMemory(err);
-      const size = Math.min(this.microBatchSize, this.positions.length);
-      throw oom ? new MicroBatchOutOfMemoryError(size, tf.getBackend(), oom.message) : err;
-    });
+    return this.placement === 'host' ? this.hostStep() : this.deviceStep();
   }
 
   /** Frees the backend's copies; the state is lost unless hostState() was read since the last step. */
@@ -191,7 +190,7 @@ export class Trainer {
   private async hostStep(): Promise<StepResult> {
     const started = performance.now();
     const phases: StepPhases = { forwardBackward: 0, gradientReadBack: 0, allReduce: 0, update: 0 };
-    const local = await this.hostGradients(phases);
+    const local = await this.hostGradients(phases).catch((err: unknown) => this.outOfMemoryAsMicroBatch(err));
     const t0 = performance.now();
     const reduced = this.reduce ? await this.reduce(local) : local;
     phases.allReduce = (performance.now() - t0) / 1000;
@@ -211,7 +210,9 @@ export class Trainer {
     const started = performance.now();
     const phases: StepPhases = { forwardBackward: 0, gradientReadBack: 0, allReduce: 0, update: 0 };
     const device = this.deviceState();
-    const local = await this.deviceGradients(phases);
+    const local = await this.deviceGradients(phases).catch((err: unknown) =>
+      this.outOfMemoryAsMicroBatch(err),
+    );
     let grads = local.segments;
     let lossTensor = local.loss;
     const owned: tf.Tensor[] = [...local.segments, local.loss];
@@ -262,6 +263,13 @@ export class Trainer {
 
   private checkFinite(loss: number): void {
     if (!Number.isFinite(loss)) throw new TrainingDivergedError(this.currentStep, loss);
+  }
+
+  /** A failed allocation during forward + backward says which micro-batch size did not fit. */
+  private outOfMemoryAsMicroBatch(err: unknown): never {
+    const oom = asOutOfMemory(err);
+    const size = Math.min(this.microBatchSize, this.positions.length);
+    throw oom ? new MicroBatchOutOfMemoryError(size, tf.getBackend(), oom.message) : err;
   }
 
   /** Runs forward + backward over this worker's micro-batches, handing each one's outputs to `take`. */
