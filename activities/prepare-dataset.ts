@@ -1,7 +1,9 @@
 import { heartbeat } from '@temporalio/activity';
 import { loadImageDataset, parseShardManifest, splitIntoShards } from '../core/data';
+import { runKeys } from '../core/store-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
-import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
+import { localCopyOf, log, storeFor, withHeartbeats } from './runtime';
+import { asActivityFailure } from './failures';
 
 /**
  * Reads the dataset source once and writes it into the store as checksummed shards under
@@ -9,7 +11,7 @@ import { asNonRetryable, localCopyOf, log, storeFor } from './runtime';
  */
 export async function prepareDataset(input: PrepareDatasetInput): Promise<PreparedDataset> {
   const store = storeFor(input.storeUri);
-  const manifestKey = `${input.runId}/dataset/manifest.json`;
+  const manifestKey = runKeys.datasetManifest(input.runId);
   try {
     const existing = await store.tryGet(manifestKey);
     if (existing) {
@@ -23,14 +25,18 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
         channels: m.channels,
       };
     }
-    heartbeat({ phase: 'reading', source: input.dataset });
+    // Every phase heartbeats while it runs, not just between phases: reading a large dataset from slow
+    // storage or writing its shards to a slow store outlasts the heartbeat timeout.
     const local = await localCopyOf(input.dataset);
     try {
-      const ds = await loadImageDataset(local.path, { split: 'train' });
+      const reading = { phase: 'reading', source: input.dataset };
+      heartbeat(reading);
+      const ds = await withHeartbeats(loadImageDataset(local.path, { split: 'train' }), () => reading);
       const { manifest, shards } = splitIntoShards({ ...ds, source: input.dataset });
       for (const [name, bytes] of shards) {
-        heartbeat({ phase: 'writing', shard: name });
-        await store.put(`${input.runId}/dataset/${name}`, bytes);
+        const writing = { phase: 'writing', shard: name };
+        heartbeat(writing);
+        await withHeartbeats(store.put(`${runKeys.datasetPrefix(input.runId)}${name}`, bytes), () => writing);
       }
       await store.put(manifestKey, JSON.stringify(manifest, null, 2));
       log(
@@ -47,6 +53,6 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       await local.cleanup();
     }
   } catch (err) {
-    throw asNonRetryable(err);
+    throw asActivityFailure(err);
   }
 }

@@ -1,11 +1,10 @@
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { BackendInfo, BackendName, initBackend } from '../core/backend';
-import { CheckpointError } from '../core/checkpoint/checkpoint';
 import { DatasetError, ShardedImages, joinShards, parseShardManifest } from '../core/data';
+
 import { ObjectStore, openStore } from '../store';
 
 /**
@@ -18,14 +17,13 @@ let datasetCache: { key: string; images: ShardedImages } | null = null;
 
 /**
  * Awaits slow I/O (a checkpoint upload riding out an S3 outage, a dataset download) while heartbeating,
- * so the trainer is not declared dead merely because the store is slow.
+ * so the trainer is not declared dead merely because the store is slow. Beats at least four times per
+ * heartbeat timeout (every 2 s at most; Temporal itself throttles what it sends on).
  */
-export async function withHeartbeats<T>(
-  work: Promise<T>,
-  details: () => unknown,
-  everyMs = 2000,
-): Promise<T> {
+export async function withHeartbeats<T>(work: Promise<T>, details: () => unknown): Promise<T> {
   const ctx = Context.current();
+  const timeoutMs = ctx.info.heartbeatTimeoutMs;
+  const everyMs = Math.max(10, Math.min(2000, timeoutMs ? timeoutMs / 4 : 2000));
   const timer = setInterval(() => ctx.heartbeat(details()), everyMs);
   try {
     return await work;
@@ -66,9 +64,17 @@ export async function loadPreparedDataset(store: ObjectStore, manifestKey: strin
   return images;
 }
 
+/** Progress of a dataset download, as heartbeat details show it. */
+export interface CopyProgress {
+  objects: number;
+  of: number;
+  bytes: number;
+}
+
 /**
  * Brings an s3:// dataset (one object, or every object under a prefix) into a temporary directory so the
- * file readers can open it; returns the local path and a cleanup function.
+ * file readers can open it; returns the local path and a cleanup function. Heartbeats all along, with
+ * the objects and bytes copied so far: a large dataset over a slow link takes longer than any timeout.
  */
 export async function localCopyOf(source: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
   if (!source.startsWith('s3://')) return { path: source, cleanup: async () => undefined };
@@ -79,35 +85,31 @@ export async function localCopyOf(source: string): Promise<{ path: string; clean
   const store = storeFor(`s3://${bucket}`);
   const tmp = await mkdtemp(join(tmpdir(), 'ddpm-dataset-'));
   const cleanup = () => rm(tmp, { recursive: true, force: true });
+  const progress: CopyProgress = { objects: 0, of: 0, bytes: 0 };
+  const beat = () => ({ phase: 'downloading', source, ...progress });
+  const ctx = Context.current();
   try {
-    const single = key ? await store.tryGet(key) : null;
+    const single = key ? await withHeartbeats(store.tryGet(key), beat) : null;
     if (single) {
       const file = join(tmp, key.slice(key.lastIndexOf('/') + 1));
       await writeFile(file, single);
       return { path: file, cleanup };
     }
-    const keys = await store.list(key ? `${key}/` : '');
+    const keys = await withHeartbeats(store.list(key ? `${key}/` : ''), beat);
     if (keys.length === 0) throw new DatasetError(source, 'no objects at this S3 URI');
+    progress.of = keys.length;
     for (const k of keys) {
       const file = join(tmp, relative(key, k));
       await mkdir(dirname(file), { recursive: true });
-      await writeFile(file, await store.get(k));
+      const bytes = await withHeartbeats(store.get(k), beat);
+      await writeFile(file, bytes);
+      progress.objects++;
+      progress.bytes += bytes.length;
+      ctx.heartbeat(beat());
     }
     return { path: tmp, cleanup };
   } catch (e) {
     await cleanup();
     throw e;
   }
-}
-
-/**
- * Input problems fail the workflow at once instead of being retried: Temporal matches the error's type
- * against the retry policy's non-retryable types, and this makes the type explicit.
- */
-export function asNonRetryable(err: unknown): unknown {
-  if (err instanceof DatasetError) return ApplicationFailure.nonRetryable(err.message, 'DatasetError');
-  if (err instanceof CheckpointError && /does not match this run/.test(err.message)) {
-    return ApplicationFailure.nonRetryable(err.message, 'CheckpointMismatchError');
-  }
-  return err;
 }

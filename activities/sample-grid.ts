@@ -2,7 +2,8 @@ import { Context } from '@temporalio/activity';
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import { sampleGridKey, sampleGridPng } from '../core/sampling';
 import type { SampleGridInput, SampleGridResult } from '../workflows/api';
-import { asNonRetryable, ensureBackend, storeFor, yieldToEventLoop } from './runtime';
+import { ensureBackend, storeFor, yieldToEventLoop } from './runtime';
+import { asActivityFailure } from './failures';
 
 /** Samples a grid from a checkpoint's EMA weights and stores it as `<runId>/samples/<step>.png`. */
 export async function sampleGrid(input: SampleGridInput): Promise<SampleGridResult> {
@@ -16,8 +17,8 @@ export async function sampleGrid(input: SampleGridInput): Promise<SampleGridResu
     const png = await sampleGridPng(config, state.ema, {
       count: input.count,
       sampler: input.sampler,
-      onProgress: async (done, total) => {
-        ctx.heartbeat({ done, total });
+      onProgress: async (p) => {
+        ctx.heartbeat({ done: p.stepsDone, total: p.stepsTotal });
         await yieldToEventLoop();
       },
     });
@@ -25,6 +26,6 @@ export async function sampleGrid(input: SampleGridInput): Promise<SampleGridResu
     await store.put(key, png);
     return { key, step };
   } catch (err) {
-    throw asNonRetryable(err);
+    throw asActivityFailure(err);
   }
 }

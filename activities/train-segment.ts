@@ -1,20 +1,21 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import type { CheckpointManifest } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
-import type { TrainState } from '../core/train/optimizer';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import { CoordinatorError, Group } from '../coordinator/api';
 import type {
   SegmentHeartbeat,
+  SegmentStopped,
   SlotNotAdmitted,
   TrainSegmentInput,
   TrainSegmentResult,
 } from '../workflows/api';
 import { asAttemptFailure, groupReducer, joinSlotGroup } from './data-parallel';
 import { checkpointFaultHook } from './fault-injection';
+import { asActivityFailure } from './failures';
+import { keepTrainedState, takeTrainedState } from './trained-state';
 import {
-  asNonRetryable,
   ensureBackend,
   loadPreparedDataset,
   log,
@@ -22,9 +23,6 @@ import {
   withHeartbeats,
   yieldToEventLoop,
 } from './runtime';
-
-/** The state this process saved last, so the next segment of the same run skips reloading it. */
-let lastSaved: { runId: string; storeUri: string; state: TrainState } | null = null;
 
 /**
  * Trains from the run's newest valid checkpoint (or its seed) up to `targetStep`, checkpointing every
@@ -53,26 +51,27 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
   const repo = new CheckpointRepository(store, input.runId);
   let trainer: Trainer | null = null;
   let group: Group | null = null;
+  /** The checkpoint this writer last saved (or resumed from): where the run stands if it stops now. */
+  let stopped: SegmentStopped | null = null;
+  /** The step of the trainer's state that a checkpoint holds, with its checksums if known here. */
+  let saved: { step: number; files?: CheckpointManifest['files'] } | null = null;
   try {
     const backend = await ensureBackend(input.backend);
     const data = await withHeartbeats(loadPreparedDataset(store, input.datasetKey), () => beat);
-    const steps = await withHeartbeats(repo.listSteps(), () => beat);
-    let state: TrainState | undefined;
+    // The store decides where to resume, as in any process; a state this process kept from its last
+    // segment only saves reading back the checkpoint that holds exactly it.
+    const kept = takeTrainedState(input.storeUri, input.runId);
+    const resume = await withHeartbeats(repo.newestValid(input.config, kept?.standIn), () => beat);
     const skipped: string[] = [];
-    if (
-      lastSaved?.runId === input.runId &&
-      lastSaved.storeUri === input.storeUri &&
-      steps[0] === lastSaved.state.step
-    ) {
-      state = lastSaved.state;
-    } else if (steps.length > 0) {
-      const resume = await withHeartbeats(repo.newestValid(input.config), () => beat);
-      for (const s of resume?.skipped ?? []) {
-        skipped.push(`${s.step}: ${s.reason}`);
-        log(`checkpoint ${s.step} skipped: ${s.reason}`);
-      }
-      state = resume?.checkpoint.state;
-      if (resume) log(`resuming from ${store.uri}/${resume.key}`);
+    for (const s of resume?.skipped ?? []) {
+      skipped.push(`${s.step}: ${s.reason}`);
+      log(`checkpoint ${s.step} skipped: ${s.reason}`);
+    }
+    const state = resume?.checkpoint.state;
+    if (resume) {
+      const inMemory = state === kept?.state ? ' (its state still in this process)' : '';
+      log(`resuming from ${store.uri}/${resume.key}${inMemory}`);
+      saved = { step: resume.checkpoint.state.step, files: resume.checkpoint.manifest.files };
     }
     const resumedFromStep = state?.step ?? 0;
     // A fresh execution of an older run (restarted after failure or cancel) may find the store ahead of
@@ -101,24 +100,28 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     // Every rank holds the same state after each all-reduced update: one writer is enough.
     const writesCheckpoints = group === null || group.rank === 0;
     let savedStep = resumedFromStep;
-    let checkpointKey = steps.length > 0 ? repo.keyFor(resumedFromStep) : '';
+    let checkpointKey = state ? repo.keyFor(resumedFromStep) : '';
+    if (writesCheckpoints && state) stopped = { step: resumedFromStep, checkpointKey };
     let saveSeconds = 0;
     const save = async (t: Trainer) => {
+      const state = await t.hostState();
       if (!writesCheckpoints) {
-        savedStep = t.state.step;
+        savedStep = state.step;
         checkpointKey = repo.keyFor(savedStep);
-        lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
+        saved = { step: savedStep };
         return;
       }
       const s0 = performance.now();
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
-      checkpointKey = await withHeartbeats(
-        repo.save(t.state, input.config, input.keepCheckpoints, checkpointFaultHook(t.state.step)),
+      const written = await withHeartbeats(
+        repo.save(state, input.config, input.keepCheckpoints, checkpointFaultHook(state.step)),
         () => beat,
       );
-      savedStep = t.state.step;
-      lastSaved = { runId: input.runId, storeUri: input.storeUri, state: t.state };
+      checkpointKey = written.key;
+      savedStep = state.step;
+      stopped = { step: savedStep, checkpointKey };
+      saved = { step: savedStep, files: written.manifest.files };
       saveSeconds += (performance.now() - s0) / 1000;
       beat.phase = 'training';
     };
@@ -134,7 +137,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         reduce: groupReducer(
           group,
           beat,
-          () => trainer?.state.step ?? 0,
+          () => trainer?.currentStep ?? 0,
           () => stepStartedAt,
         ),
       }),
@@ -145,14 +148,14 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('segment cancelled');
       },
     });
-    beat.step = trainer.state.step;
+    beat.step = trainer.currentStep;
     beat.phase = 'training';
     const setupSeconds = (performance.now() - startedAt) / 1000;
     let trainSeconds = 0;
     let images = 0;
     let loss = NaN;
     try {
-      while (trainer.state.step < targetStep) {
+      while (trainer.currentStep < targetStep) {
         stepStartedAt = performance.now();
         const r = await trainer.step();
         trainSeconds += r.seconds;
@@ -165,19 +168,19 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     } catch (err) {
       // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.
       const interrupted = err instanceof CancelledFailure || (group !== null && isPeerFailure(err));
-      if (interrupted && trainer.state.step > savedStep) {
-        log(`interrupted at step ${trainer.state.step} (${errorText(err)}): checkpointing before stopping`);
+      if (interrupted && trainer.currentStep > savedStep) {
+        log(`interrupted at step ${trainer.currentStep} (${errorText(err)}): checkpointing before stopping`);
         await save(trainer);
       }
       throw err;
     }
-    if (savedStep !== trainer.state.step) await save(trainer);
+    if (savedStep !== trainer.currentStep) await save(trainer);
     await group?.close();
     group = null;
     return {
       admitted: true,
       ...(beat.rank !== undefined && { rank: beat.rank, world: beat.world }),
-      step: trainer.state.step,
+      step: trainer.currentStep,
       loss,
       imagesPerSec: trainSeconds > 0 ? images / trainSeconds : 0,
       checkpointKey,
@@ -187,15 +190,21 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       overheadSeconds: setupSeconds + saveSeconds,
     };
   } catch (err) {
-    if (err instanceof Error && /^loss is (NaN|Infinity|-Infinity)/.test(err.message)) {
-      throw ApplicationFailure.nonRetryable(err.message, 'TrainingDivergedError');
+    if (ctx.cancellationSignal.aborted) {
+      // Cancelled (pause, cancel, shutdown), or an all-reduce torn down by this trainer's own
+      // cancellation: report the cancellation, with the checkpoint the run stopped at.
+      throw new CancelledFailure('segment cancelled', stopped ? [stopped] : []);
     }
-    if (ctx.cancellationSignal.aborted && !(err instanceof CancelledFailure)) {
-      // An all-reduce torn down by this trainer's own cancellation: report the cancellation.
-      throw new CancelledFailure('segment cancelled');
-    }
-    throw asNonRetryable(asAttemptFailure(err));
+    throw asActivityFailure(asAttemptFailure(err));
   } finally {
+    // Its state is final now: the next segment of this run here may use it for the checkpoint holding it.
+    // (Saved at the current step, so the host copy is current and nothing is read from the device.)
+    if (trainer && saved?.step === trainer.currentStep) {
+      const { storeUri, runId } = input;
+      const files = saved.files;
+      const state = await trainer.hostState().catch(() => undefined);
+      if (state) keepTrainedState({ storeUri, runId, state, files });
+    }
     trainer?.dispose();
     // Leaving early (error, cancellation) tells the peers at once instead of letting them time out.
     await group?.close(ctx.cancellationSignal.aborted ? 'cancelled' : 'failed').catch(() => undefined);

@@ -2,18 +2,28 @@ import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { RunConfig, RunConfigSchema, getPreset } from '../core/presets';
 
-export function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+/**
+ * A whole decimal number, as a person types one: "1e-3junk" (which parseFloat reads as 0.001), "",
+ * " 5" and "0x10" (which Number() reads as 0, 5 and 16) are refused, not half-read.
+ */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+function strictNumber(value: string, expected: string, ok: (n: number) => boolean): number {
+  const n = DECIMAL.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${expected}, got '${value}'`);
   return n;
 }
 
+export function positiveInt(value: string): number {
+  return strictNumber(value, 'a positive integer', (n) => Number.isInteger(n) && n > 0);
+}
+
 export function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0)
-    throw new InvalidArgumentError(`expected a non-negative integer, got '${value}'`);
-  return n;
+  return strictNumber(value, 'a non-negative integer', (n) => Number.isInteger(n) && n >= 0);
+}
+
+export function positiveNumber(value: string): number {
+  return strictNumber(value, 'a positive number', (n) => n > 0);
 }
 
 /** The options that override a preset's training settings (see resolveRunConfig). */
@@ -31,7 +41,7 @@ export function addConfigOverrideOptions(command: Command): Command {
       'run seed: data order, timesteps, noise, dropout and init derive from it',
       nonNegativeInt,
     )
-    .option('--lr <x>', 'peak learning rate (overrides the preset)', parseFloat);
+    .option('--lr <x>', 'peak learning rate (overrides the preset)', positiveNumber);
 }
 
 export interface ConfigOverrides {

@@ -8,12 +8,12 @@ import { runCli } from './errors';
 import { runLocal } from './local-run';
 import {
   ConfigOverrides,
-  RunIdSchema,
   addConfigOverrideOptions,
   defaultRunId,
   positiveInt,
   resolveRunConfig,
 } from './options';
+import { runIdOption } from './run-input';
 
 const program = addConfigOverrideOptions(
   new Command('train')
@@ -30,7 +30,7 @@ const program = addConfigOverrideOptions(
         '(default: looked up and downloaded as start-run does)',
     )
     .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
-    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)')
+    .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)', runIdOption)
     .addOption(
       new Option('--backend <name>', 'TF.js backend')
         .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
@@ -65,7 +65,7 @@ interface Options extends ConfigOverrides {
 runCli(async () => {
   const o = program.parse().opts<Options>();
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const runId = RunIdSchema.parse(o.runId ?? defaultRunId(o.preset));
+  const runId = o.runId ?? defaultRunId(o.preset);
   const config = resolveRunConfig(o.preset, o);
   // Before the backend loads, so a missing dataset or a failed download is reported at once.
   const dataset = o.dataset ?? (await findDefaultDataset(config));

@@ -3,11 +3,19 @@
  * address), holds early connections until the group token is known, and hands over only a connection
  * whose first bytes prove, with that token, that it comes from the expected successor; anything else
  * is dropped.
+ *
+ * Anyone can connect to a listening port, so what an unproven connection costs is bounded: it may send
+ * at most a proof's worth of bytes (the real connector sends nothing more before it is answered), and
+ * at most MAX_UNPROVEN are held at once, the oldest dropped first, so a flood cannot lock out the peer.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { CoordinatorError } from './api';
 import { RING_PROOF_BYTES, ringProof, ringProofValid } from './auth';
 import { formatAddress } from './protocol';
+
+const MAX_UNPROVEN = 64;
+/** Connections that do not prove themselves within this are dropped. */
+const PROOF_DEADLINE_MS = 10_000;
 
 /** Accepts the successor's connection; opened before the join, whose message carries its address. */
 export class RingListener {
@@ -69,6 +77,13 @@ export class RingListener {
     });
   }
 
+  /** What is held for connections that have not proven themselves yet (bounded; see the file comment). */
+  unproven(): { connections: number; bytes: number } {
+    let bytes = 0;
+    for (const h of this.held) bytes += h.bytes.length;
+    return { connections: this.held.size, bytes };
+  }
+
   /** Stops listening; a pending `expect` rejects with `err`. */
   close(err: Error = new Error('ring listener closed')): void {
     this.server.close();
@@ -83,14 +98,18 @@ export class RingListener {
     const h: HeldConnection = { socket, bytes: Buffer.alloc(0), timer: null };
     socket.on('error', () => {});
     // Connections that do not prove themselves promptly are dropped, so strays cannot pile up.
-    h.timer = setTimeout(() => this.drop(h), 10_000);
+    h.timer = setTimeout(() => this.drop(h), PROOF_DEADLINE_MS);
     h.timer.unref();
     socket.on('close', () => this.drop(h));
     socket.on('data', (d: Buffer) => {
+      // More than a proof before we answered: not our connector. Nothing beyond a proof is ever kept.
+      if (h.bytes.length + d.length > RING_PROOF_BYTES) return this.drop(h);
       h.bytes = Buffer.concat([h.bytes, d]);
       this.check(h);
     });
     this.held.add(h);
+    // Sets iterate in insertion order: the first is the oldest.
+    if (this.held.size > MAX_UNPROVEN) this.drop(this.held.values().next().value!);
   }
 
   private check(h: HeldConnection): void {

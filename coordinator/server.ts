@@ -92,7 +92,9 @@ export class CoordinatorServer {
 
   constructor(private readonly opts: CoordinatorServerOptions) {
     if (!opts.clusterKey) throw new Error('the coordinator needs a cluster key');
-    this.log = opts.log ?? ((line) => process.stderr.write(`[coordinator] ${line}\n`));
+    const sink = opts.log ?? ((line) => process.stderr.write(`[coordinator] ${line}\n`));
+    // Lines quote what peers send (run IDs, reasons), before and after they prove anything.
+    this.log = (line) => sink(escapeControlCharacters(line));
     this.authTimeoutMs = (opts.authTimeoutSeconds ?? 10) * 1000;
     this.tombstoneMs = (opts.tombstoneSeconds ?? 3600) * 1000;
     this.server = createServer((socket) => this.accept(socket));
@@ -395,6 +397,18 @@ export class CoordinatorServer {
         this.rendezvous.delete(key);
     }
   }
+}
+
+/**
+ * A log line with every control character (newlines, carriage returns, terminal escapes) written as an
+ * escape sequence, so no peer-supplied text can end the line early, overwrite it or forge the next one.
+ */
+export function escapeControlCharacters(line: string): string {
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  return line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+    return named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
 }
 
 function label(r: { runId: string; execution: string; attempt: number }): string {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import {
   saveCheckpointDir,
 } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
+import { CheckpointMismatchError, NoValidCheckpointError } from '../core/errors';
 import { SafetensorsError, decodeSafetensors, encodeSafetensors } from '../core/checkpoint/safetensors';
 import { ParamLayout } from '../core/model/params';
 import { unetParamSpecs } from '../core/model/unet';
@@ -162,6 +164,93 @@ describe('checkpoint repository', () => {
     expect(await repo.listSteps()).toEqual([4, 3]);
     expect(await store.getText(repo.latestKey())).toBe(repo.keyFor(4));
     expect(await store.list(`${repo.keyFor(1)}/`)).toEqual([]);
+  });
+
+  /** Replaces an object and re-signs it in the manifest, so only its shape is wrong, not its checksum. */
+  async function replaceSigned(store: LocalDirStore, dir: string, name: string, bytes: Uint8Array) {
+    await store.put(`${dir}/${name}`, bytes);
+    const manifest = JSON.parse(await store.getText(`${dir}/manifest.json`));
+    manifest.files[name] = { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length };
+    await store.put(`${dir}/manifest.json`, JSON.stringify(manifest));
+  }
+
+  /** A safetensors file whose header is `header` (any JSON) followed by `dataBytes` zero bytes. */
+  function safetensorsWithHeader(header: unknown, dataBytes = 16): Uint8Array {
+    const json = Buffer.from(JSON.stringify(header));
+    const out = Buffer.alloc(8 + json.length + dataBytes);
+    out.writeBigUInt64LE(BigInt(json.length), 0);
+    json.copy(out, 8);
+    return out;
+  }
+
+  test('well-formed JSON of the wrong shape, with matching checksums, is skipped like any corruption', async () => {
+    const store = new LocalDirStore(dir);
+    const repo = new CheckpointRepository(store, 'shapes');
+    for (const step of [10, 20, 30, 40, 50, 60, 70]) await repo.save(stateAt(step), config);
+    // 70: the manifest is JSON null.
+    await store.put(`${repo.keyFor(70)}/manifest.json`, 'null');
+    // 60: a manifest file entry is null.
+    const m60 = JSON.parse(await store.getText(`${repo.keyFor(60)}/manifest.json`));
+    m60.files['ema.safetensors'] = null;
+    await store.put(`${repo.keyFor(60)}/manifest.json`, JSON.stringify(m60));
+    // 50: a tensor entry without data_offsets; 40: a header that is null.
+    await replaceSigned(
+      store,
+      repo.keyFor(50),
+      'model.safetensors',
+      safetensorsWithHeader({ w: { dtype: 'F32', shape: [4] } }),
+    );
+    await replaceSigned(store, repo.keyFor(40), 'ema.safetensors', safetensorsWithHeader(null));
+    // 30: a manifest that names another step than its folder.
+    const m30 = JSON.parse(await store.getText(`${repo.keyFor(30)}/manifest.json`));
+    m30.step = 10;
+    await store.put(`${repo.keyFor(30)}/manifest.json`, JSON.stringify(m30));
+    // 20: an object the manifest lists is gone.
+    await store.delete(`${repo.keyFor(20)}/optimizer.safetensors`);
+
+    const resume = await repo.newestValid(config);
+    expect(resume?.checkpoint.state.step).toBe(10);
+    expect(resume?.key).toBe(repo.keyFor(10));
+    const reasons = Object.fromEntries((resume?.skipped ?? []).map((s) => [s.step, s.reason]));
+    expect(
+      Object.keys(reasons)
+        .map(Number)
+        .sort((a, b) => b - a),
+    ).toEqual([70, 60, 50, 40, 30, 20]);
+    expect(reasons[70]).toMatch(/0+70: not a ddpm-tfjs-checkpoint manifest/);
+    expect(reasons[60]).toMatch(/0+60: manifest files\.ema\.safetensors: /);
+    expect(reasons[50]).toMatch(/model\.safetensors: header field w\.data_offsets: /);
+    expect(reasons[40]).toMatch(/ema\.safetensors: header: /);
+    expect(reasons[30]).toMatch(/0+30: manifest says step 10, its folder is step 30/);
+    expect(reasons[20]).toMatch(/0+20\/optimizer\.safetensors: missing/);
+    for (const reason of Object.values(reasons)) expect(reason).not.toMatch(/Cannot read properties/);
+  });
+
+  test('when no checkpoint is valid the error says why each one was skipped', async () => {
+    const store = new LocalDirStore(dir);
+    const repo = new CheckpointRepository(store, 'all-bad');
+    await repo.save(stateAt(5), config);
+    await repo.save(stateAt(6), config);
+    await store.put(`${repo.keyFor(6)}/manifest.json`, '{"format": "ddpm-tfjs-checkpoint", "version": 7}');
+    await replaceSigned(store, repo.keyFor(5), 'model.safetensors', safetensorsWithHeader([1, 2]));
+    const err = await repo.newestValid(config).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(NoValidCheckpointError);
+    const message = (err as Error).message;
+    expect(message).toMatch(/run all-bad in .* has 2 checkpoint\(s\) and none is valid: /);
+    expect(message).toMatch(/step 6: .*checkpoint format version 7, this build reads 1/);
+    expect(message).toMatch(/step 5: .*model\.safetensors: header: /);
+    expect(message).not.toMatch(/\n/);
+  });
+
+  test('a checkpoint of another model stops the resume instead of being skipped', async () => {
+    const store = new LocalDirStore(dir);
+    const repo = new CheckpointRepository(store, 'other-model');
+    await repo.save(stateAt(5), config);
+    const other = { ...config, model: { ...config.model, ch: 16 } };
+    await expect(repo.newestValid(other)).rejects.toBeInstanceOf(CheckpointMismatchError);
   });
 
   test('an empty run has nothing to resume', async () => {

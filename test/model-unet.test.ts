@@ -129,6 +129,102 @@ describe('U-Net', () => {
   });
 });
 
+/**
+ * The parameter count of the reference PyTorch port of the DDPM U-Net (pesser/pytorch_diffusion
+ * `Model.__init__`, itself a port of diffusion_tf/models/unet.py), written the way that constructor builds
+ * its modules (`in_ch_mult`, `skip_in`), not the way unetSteps does, so the two can disagree.
+ */
+function referenceParamCount(cfg: UNetConfig): number {
+  const conv = (cin: number, cout: number, k: number) => cin * cout * k * k + cout;
+  const linear = (cin: number, cout: number) => cin * cout + cout;
+  const norm = (c: number) => 2 * c;
+  const tembCh = cfg.ch * 4;
+  const resnet = (cin: number, cout: number) =>
+    norm(cin) +
+    conv(cin, cout, 3) +
+    linear(tembCh, cout) +
+    norm(cout) +
+    conv(cout, cout, 3) +
+    (cin !== cout ? conv(cin, cout, 1) : 0);
+  const attn = (c: number) => norm(c) + 4 * conv(c, c, 1);
+  const { ch, chMult, numResBlocks } = cfg;
+  const inChMult = [1, ...chMult];
+  let n = linear(ch, tembCh) + linear(tembCh, tembCh) + conv(cfg.inChannels, ch, 3);
+  let res = cfg.imageSize;
+  let blockIn = ch;
+  for (let level = 0; level < chMult.length; level++) {
+    blockIn = ch * inChMult[level];
+    const blockOut = ch * chMult[level];
+    for (let i = 0; i < numResBlocks; i++) {
+      n += resnet(blockIn, blockOut);
+      blockIn = blockOut;
+      if (cfg.attnResolutions.includes(res)) n += attn(blockIn);
+    }
+    if (level !== chMult.length - 1) {
+      n += conv(blockIn, blockIn, 3);
+      res /= 2;
+    }
+  }
+  n += resnet(blockIn, blockIn) + attn(blockIn) + resnet(blockIn, blockIn);
+  for (let level = chMult.length - 1; level >= 0; level--) {
+    const blockOut = ch * chMult[level];
+    for (let i = 0; i < numResBlocks + 1; i++) {
+      const skipIn = i === numResBlocks ? ch * inChMult[level] : ch * chMult[level];
+      n += resnet(blockIn + skipIn, blockOut);
+      blockIn = blockOut;
+      if (cfg.attnResolutions.includes(res)) n += attn(blockIn);
+    }
+    if (level !== 0) {
+      n += conv(blockIn, blockIn, 3);
+      res *= 2;
+    }
+  }
+  // The up path ends at ch * chMult[0] channels: that is what the output layers see.
+  return n + norm(blockIn) + conv(blockIn, cfg.inChannels, 3);
+}
+
+describe('U-Net whose first level widens the channels (chMult[0] > 1)', () => {
+  const wide: UNetConfig[] = [
+    { ...micro, chMult: [2, 2] },
+    { ...micro, ch: 4, chMult: [3, 1, 2], numResBlocks: 2, attnResolutions: [8, 2], groups: 2 },
+    { ...PRESETS.cifar10.model, chMult: [2, 2, 2, 2] },
+  ];
+
+  test('the reference count reproduces the cifar10 preset (35,746,307)', () => {
+    expect(referenceParamCount(PRESETS.cifar10.model)).toBe(35_746_307);
+  });
+
+  test.each(wide.map((cfg) => [cfg.chMult.join(','), cfg] as const))(
+    'chMult [%s]: parameter count and output layer shapes match the reference',
+    (_, cfg) => {
+      const specs = unetParamSpecs(cfg);
+      expect(new ParamLayout(specs).totalSize).toBe(referenceParamCount(cfg));
+      const shape = (name: string) => specs.find((s) => s.name === name)?.shape;
+      const last = cfg.ch * cfg.chMult[0];
+      expect(shape('norm_out.weight')).toEqual([last]);
+      expect(shape('conv_out.weight')).toEqual([3, 3, last, cfg.inChannels]);
+    },
+  );
+
+  test.each(wide.slice(0, 2).map((cfg) => [cfg.chMult.join(','), cfg] as const))(
+    'chMult [%s]: the forward pass predicts one value per input value, each sample on its own',
+    (_, cfg) => {
+      const layout = new ParamLayout(unetParamSpecs(cfg));
+      const flat = randomParams(layout, 5);
+      const x = tf.randomNormal([2, 8, 8, 3], 0, 1, 'float32', 6) as tf.Tensor4D;
+      const both = forward(cfg, flat, x, [3, 70]);
+      expect(both.every(Number.isFinite)).toBe(true);
+      expect(Math.max(...both.map(Math.abs))).toBeGreaterThan(0);
+      const first = tf.slice(x, [0, 0, 0, 0], [1, 8, 8, 3]);
+      const alone = forward(cfg, flat, first, [3]);
+      for (let k = 0; k < alone.length; k++) expect(alone[k]).toBeCloseTo(both[k], 4);
+      // Freshly initialised, the zero output layer predicts exactly zero, as for any configuration.
+      expect(Math.max(...forward(cfg, layout.initialize(1), x, [3, 70]).map(Math.abs))).toBe(0);
+      tf.dispose([x, first]);
+    },
+  );
+});
+
 test('nearest upsampling repeats each pixel 2x2', () => {
   const { upsampleNearest2x } = jest.requireActual(
     '../core/model/layers',

@@ -212,6 +212,8 @@ test('a paused 2-worker run stops at a checkpoint both ranks agree on; resumed, 
   });
   const newest = (await new CheckpointRepository(store, runId).listSteps())[0];
   expect(paused.note).toMatch(new RegExp(`paused at step ${newest}\\b`));
+  expect(paused.step).toBe(newest);
+  expect(paused.lastCheckpointKey).toBe(`${runId}/checkpoints/${String(newest).padStart(9, '0')}`);
   expect(newest).toBeGreaterThanOrEqual(EVERY);
   expect(newest).toBeLessThan(TOTAL);
   await handle.signal(resumeSignal);

@@ -111,8 +111,13 @@ test('pause checkpoints mid-segment; a corrupted newest checkpoint is detected b
     return s.phase === 'paused' ? s : null;
   });
   const newest = (await repo.listSteps())[0];
-  expect(paused.note).toMatch(/paused at step/);
   expect(newest).toBeGreaterThan(EVERY); // the pause wrote its own checkpoint mid-segment
+  expect(newest).toBeLessThan(2 * EVERY);
+  // The run reports the step the trainer stopped and checkpointed at, not the segment's start.
+  expect(paused.step).toBe(newest);
+  expect(paused.note).toBe(`paused at step ${newest}; signal 'resume' to continue`);
+  expect(paused.lastCheckpointKey).toBe(repo.keyFor(newest));
+  expect((await handle.describe()).searchAttributes.DdpmStep).toEqual([newest]);
   const valid = await repo.newestValid(config);
   expect(valid?.checkpoint.state.step).toBe(newest);
 
@@ -164,11 +169,17 @@ test('cancel stops the run with a consistent checkpoint and marks it cancelled; 
   await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
   const resume = await new CheckpointRepository(store, runId).newestValid(config);
   expect(resume?.skipped).toEqual([]);
-  expect(resume?.checkpoint.state.step).toBeGreaterThan(EVERY);
-  expect(resume?.checkpoint.state.step).toBeLessThan(TOTAL);
+  const stoppedAt = resume?.checkpoint.state.step;
+  expect(stoppedAt).toBeGreaterThan(EVERY);
+  expect(stoppedAt).toBeLessThan(2 * EVERY);
   const described = await handle.describe();
   expect(described.status.name).toBe('CANCELLED');
   expect(described.searchAttributes.DdpmStatus).toEqual(['cancelled']);
+  // What `cancel --wait` prints: the step of the checkpoint the trainer wrote as it stopped.
+  expect(described.searchAttributes.DdpmStep).toEqual([stoppedAt]);
+  expect((described.memo as { checkpoint?: string }).checkpoint).toBe(
+    `${storeDir}/${runId}/checkpoints/${String(stoppedAt).padStart(9, '0')}`,
+  );
 
   // Started again with the very same input, the run picks up from its newest checkpoint and finishes
   // with the uninterrupted weights.

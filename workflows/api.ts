@@ -5,6 +5,7 @@
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { NON_RETRYABLE_ERROR_TYPES } from '../core/errors';
 import type { RunConfig } from '../core/presets';
 
 /** Task queue of the workflow itself (any worker process can host it). */
@@ -198,6 +199,15 @@ export interface TrainSegmentResult {
   overheadSeconds: number;
 }
 
+/**
+ * The details of a cancelled segment (pause, cancel) from the trainer that writes the checkpoints: the
+ * step it stopped at and the checkpoint that holds it, so the run reports where it really stopped.
+ */
+export interface SegmentStopped {
+  step: number;
+  checkpointKey: string;
+}
+
 /** What a trainer reports in each heartbeat (shown in the Temporal UI's pending activity). */
 export interface SegmentHeartbeat {
   step: number;
@@ -229,13 +239,11 @@ export interface SampleGridResult {
   step: number;
 }
 
-/** Error types the workflow must not retry: the same input would fail the same way. */
-export const NON_RETRYABLE_ERRORS = [
-  'InvalidInputError',
-  'DatasetError',
-  'CheckpointMismatchError',
-  'TrainingDivergedError',
-];
+/** Error types the workflow must not retry: the same input would fail the same way (core/errors.ts). */
+export const NON_RETRYABLE_ERRORS: string[] = [...NON_RETRYABLE_ERROR_TYPES];
+
+/** A store that is down or unreachable: the run waits it out instead of spending its failure budget. */
+export const STORE_UNAVAILABLE_ERROR = 'StoreUnavailableError';
 
 /**
  * Error types of a data-parallel attempt that fail the attempt, not the run: the workflow restarts the

@@ -1,10 +1,17 @@
-import { ActivityFailure, ApplicationFailure, TimeoutFailure, TimeoutType } from '@temporalio/common';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  TimeoutFailure,
+  TimeoutType,
+} from '@temporalio/common';
 import * as wf from '@temporalio/workflow';
 import type * as activities from '../activities';
 import {
   ATTEMPT_ERRORS,
   NON_RETRYABLE_ERRORS,
   ParallelSettings,
+  SegmentStopped,
   SlotNotAdmitted,
   TrainSegmentInput,
   TrainSegmentResult,
@@ -70,9 +77,12 @@ export async function runParallelSegment(o: ParallelSegmentOptions): Promise<Tra
         imagesPerSec: members.reduce((sum, m) => sum + m.result.imagesPerSec, 0),
       };
     }
-    // Paused or cancelled: the members checkpointed what they completed; the caller decides what's next.
-    if (wf.CancellationScope.current().consideredCancelled)
-      throw new wf.CancelledFailure('segment cancelled');
+    // Paused or cancelled: the members checkpointed what they completed (the writer says which step);
+    // the caller decides what's next.
+    if (wf.CancellationScope.current().consideredCancelled) {
+      const stopped = failed.map((f) => segmentStopped(f.error)).find((s) => s !== undefined);
+      throw new wf.CancelledFailure('segment cancelled', stopped ? [stopped] : []);
+    }
     for (const f of failed) {
       const type = failureType(f.error);
       if (type && NON_RETRYABLE_ERRORS.includes(type)) throw f.error;
@@ -194,6 +204,16 @@ function sitsOut(err: unknown): boolean {
 function applicationCause(err: unknown): ApplicationFailure | undefined {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   return cause instanceof ApplicationFailure ? cause : undefined;
+}
+
+/** Where a cancelled segment stopped, as its checkpoint writer reported it (none from older trainers). */
+export function segmentStopped(err: unknown): SegmentStopped | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (!(cause instanceof CancelledFailure)) return undefined;
+  const details = cause.details?.[0] as Partial<SegmentStopped> | undefined;
+  return typeof details?.step === 'number' && typeof details.checkpointKey === 'string'
+    ? { step: details.step, checkpointKey: details.checkpointKey }
+    : undefined;
 }
 
 function failureType(err: unknown): string | undefined {

@@ -1,37 +1,49 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
+import { CheckpointError, CheckpointMismatchError } from '../errors';
 import { ParamLayout } from '../model/params';
 import { unetParamSpecs } from '../model/unet';
 import { RunConfig, RunConfigSchema } from '../presets';
 import type { TrainState } from '../train/optimizer';
 import { NamedTensor, SafetensorsError, decodeSafetensors, encodeSafetensors } from './safetensors';
 
+export { CheckpointError, CheckpointMismatchError } from '../errors';
+
 /**
  * A checkpoint is a few safetensors objects (weights, EMA weights, Adam moments) and a manifest that
  * names them with their sha256. Writers store the objects first and the manifest last, so a checkpoint
  * without a valid manifest does not exist for readers. Tensors use TF.js layouts (conv kernels HWIO).
+ *
+ * Versioning rule: a run outlives the code that started it, so every build reads every format version
+ * it has ever written. A change to what is written bumps CHECKPOINT_VERSION, adds the new version to
+ * READABLE_VERSIONS with a reader (or a migration to the current shape), and checks in a fixture written
+ * by the previous version (test/fixtures/checkpoints/) that the new build must still load.
  */
 export const CHECKPOINT_FORMAT = 'ddpm-tfjs-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 1 as const;
+export const READABLE_VERSIONS: readonly number[] = [1];
 export const MANIFEST_NAME = 'manifest.json';
 
-export interface CheckpointManifest {
-  format: typeof CHECKPOINT_FORMAT;
-  version: number;
-  step: number;
-  paramCount: number;
-  config: RunConfig;
-  createdAt: string;
-  files: Record<string, { sha256: string; bytes: number }>;
-}
+const FileEntrySchema = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected a sha256 in hex'),
+  bytes: z.number().int().min(0),
+});
 
-export class CheckpointError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CheckpointError';
-  }
-}
+/** What every version of the manifest starts with: enough to decide how to read the rest. */
+const ManifestHeadSchema = z.object({ format: z.literal(CHECKPOINT_FORMAT), version: z.number().int() });
+
+const ManifestV1Schema = ManifestHeadSchema.extend({
+  version: z.literal(1),
+  step: z.number().int().min(0),
+  paramCount: z.number().int().positive(),
+  config: RunConfigSchema,
+  createdAt: z.string(),
+  files: z.record(z.string(), FileEntrySchema),
+});
+
+export type CheckpointManifest = z.infer<typeof ManifestV1Schema>;
 
 export interface EncodedCheckpoint {
   /** Object name -> bytes, to be written before the manifest. */
@@ -97,6 +109,7 @@ export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
   );
 }
 
+/** Parses and validates a manifest; anything malformed is a CheckpointError naming the first problem. */
 export function parseManifest(bytes: Uint8Array, where: string): CheckpointManifest {
   let raw: unknown;
   try {
@@ -104,27 +117,29 @@ export function parseManifest(bytes: Uint8Array, where: string): CheckpointManif
   } catch {
     throw new CheckpointError(`${where}: manifest is not valid JSON (corrupted or partially written)`);
   }
-  const m = raw as Partial<CheckpointManifest>;
-  if (m.format !== CHECKPOINT_FORMAT)
-    throw new CheckpointError(`${where}: not a ${CHECKPOINT_FORMAT} manifest`);
-  if (m.version !== CHECKPOINT_VERSION) {
+  const head = ManifestHeadSchema.safeParse(raw);
+  if (!head.success) throw new CheckpointError(`${where}: not a ${CHECKPOINT_FORMAT} manifest`);
+  if (!READABLE_VERSIONS.includes(head.data.version)) {
     throw new CheckpointError(
-      `${where}: checkpoint format version ${m.version}, this build reads ${CHECKPOINT_VERSION}`,
+      `${where}: checkpoint format version ${head.data.version}, this build reads ${READABLE_VERSIONS.join(', ')}`,
     );
   }
-  const config = RunConfigSchema.safeParse(m.config);
-  if (!config.success)
-    throw new CheckpointError(`${where}: manifest config is invalid: ${config.error.issues[0]?.message}`);
-  if (
-    !Number.isInteger(m.step) ||
-    (m.step as number) < 0 ||
-    typeof m.files !== 'object' ||
-    m.files === null
-  ) {
-    throw new CheckpointError(`${where}: manifest lacks a valid step or file list`);
-  }
-  return m as CheckpointManifest;
+  const manifest = ManifestV1Schema.safeParse(raw);
+  if (!manifest.success) throw new CheckpointError(`${where}: manifest ${firstIssue(manifest.error)}`);
+  return manifest.data;
 }
+
+/** A zod error as "field: problem", the way a checkpoint's skip reason shows it. */
+export function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return `${issue?.path.length ? `${issue.path.join('.')}: ` : ''}${issue?.message ?? 'is malformed'}`;
+}
+
+/**
+ * A training state already in memory that may stand in for a checkpoint's objects: given the checkpoint's
+ * validated manifest, it returns the state if that state is exactly what the objects hold.
+ */
+export type StateInMemory = (manifest: CheckpointManifest) => TrainState | undefined;
 
 export interface LoadedCheckpoint {
   state: TrainState;
@@ -134,23 +149,29 @@ export interface LoadedCheckpoint {
 
 /**
  * Reads and verifies a checkpoint through `readObject` (a directory, an object store, ...). With
- * `expected`, refuses a checkpoint whose model or diffusion settings differ from it.
+ * `expected`, refuses a checkpoint whose model or diffusion settings differ from it; with `step`, one
+ * whose manifest names another step than its place in the store. With `inMemory`, a state the caller
+ * holds replaces reading the objects when the manifest describes exactly that state.
  */
 export async function decodeCheckpoint(
   manifestBytes: Uint8Array,
   readObject: (name: string) => Promise<Uint8Array>,
   where: string,
-  expected?: RunConfig,
+  checks: { expected?: RunConfig; step?: number; inMemory?: StateInMemory } = {},
 ): Promise<LoadedCheckpoint> {
+  const { expected, step, inMemory } = checks;
   const manifest = parseManifest(manifestBytes, where);
   const config = manifest.config;
+  if (step !== undefined && manifest.step !== step) {
+    throw new CheckpointError(`${where}: manifest says step ${manifest.step}, its folder is step ${step}`);
+  }
   if (expected) {
     const diffs = [
       ...configDifferences(config.model, expected.model, 'model'),
       ...configDifferences(config.diffusion, expected.diffusion, 'diffusion'),
     ];
     if (diffs.length > 0)
-      throw new CheckpointError(`${where}: checkpoint does not match this run (${diffs.join('; ')})`);
+      throw new CheckpointMismatchError(`${where}: checkpoint does not match this run (${diffs.join('; ')})`);
   }
   const layout = new ParamLayout(unetParamSpecs(config.model));
   if (manifest.paramCount !== layout.totalSize) {
@@ -158,6 +179,8 @@ export async function decodeCheckpoint(
       `${where}: manifest says ${manifest.paramCount} parameters, its config builds ${layout.totalSize}`,
     );
   }
+  const known = inMemory?.(manifest);
+  if (known) return { state: known, config, manifest };
   const load = async (name: string, tensorsPerParam: number) => {
     const entry = manifest.files[name];
     if (!entry) throw new CheckpointError(`${where}: manifest does not list ${name}`);
@@ -231,5 +254,5 @@ export async function loadCheckpointDir(dir: string, expected?: RunConfig): Prom
       `${dir}: no ${MANIFEST_NAME} (not a checkpoint, or one that was never completed)`,
     );
   }
-  return decodeCheckpoint(manifestBytes, (name) => readFile(join(dir, name)), dir, expected);
+  return decodeCheckpoint(manifestBytes, (name) => readFile(join(dir, name)), dir, { expected });
 }

@@ -1,9 +1,12 @@
+import { CheckpointError, CheckpointMismatchError, NoValidCheckpointError } from '../errors';
 import type { RunConfig } from '../presets';
+import { runKeys, stepName } from '../store-layout';
 import type { TrainState } from '../train/optimizer';
 import {
-  CheckpointError,
+  CheckpointManifest,
   LoadedCheckpoint,
   MANIFEST_NAME,
+  StateInMemory,
   decodeCheckpoint,
   encodeCheckpoint,
 } from './checkpoint';
@@ -31,12 +34,14 @@ export interface ResumePoint {
   skipped: SkippedCheckpoint[];
 }
 
-const STEP_DIGITS = 9;
-
-/** A step as it appears in object keys: zero-padded so keys sort in step order. */
-export function stepName(step: number): string {
-  return String(step).padStart(STEP_DIGITS, '0');
+export interface SavedCheckpoint {
+  /** The checkpoint's folder, `<runId>/checkpoints/<step>`. */
+  key: string;
+  /** The manifest written last: its file checksums identify the state's bytes. */
+  manifest: CheckpointManifest;
 }
+
+export { stepName };
 
 /**
  * Commit protocol for `<runId>/checkpoints/<step>/`: tensor objects first, then the manifest carrying
@@ -50,15 +55,15 @@ export class CheckpointRepository {
   ) {}
 
   prefix(): string {
-    return `${this.runId}/checkpoints/`;
+    return runKeys.checkpointsPrefix(this.runId);
   }
 
   keyFor(step: number): string {
-    return `${this.prefix()}${stepName(step)}`;
+    return runKeys.checkpoint(this.runId, step);
   }
 
   latestKey(): string {
-    return `${this.runId}/latest`;
+    return runKeys.latest(this.runId);
   }
 
   /**
@@ -70,7 +75,7 @@ export class CheckpointRepository {
     config: RunConfig,
     keep = Infinity,
     onObjectWritten?: (key: string) => void,
-  ): Promise<string> {
+  ): Promise<SavedCheckpoint> {
     const encoded = encodeCheckpoint(state, config);
     const dir = this.keyFor(state.step);
     for (const [name, bytes] of encoded.objects) {
@@ -80,7 +85,7 @@ export class CheckpointRepository {
     await this.objects.put(`${dir}/${MANIFEST_NAME}`, encoded.manifestBytes);
     await this.objects.put(this.latestKey(), dir);
     if (Number.isFinite(keep)) await this.prune(keep);
-    return dir;
+    return { key: dir, manifest: encoded.manifest };
   }
 
   /** Steps that have a manifest object (valid or not), newest first. */
@@ -94,28 +99,38 @@ export class CheckpointRepository {
     return [...steps].sort((a, b) => b - a);
   }
 
-  async load(step: number, expected?: RunConfig): Promise<LoadedCheckpoint> {
+  /** `inMemory`: see decodeCheckpoint (a state the caller holds, used if this checkpoint is exactly it). */
+  async load(step: number, expected?: RunConfig, inMemory?: StateInMemory): Promise<LoadedCheckpoint> {
     const dir = this.keyFor(step);
     const where = `${this.objects.uri.replace(/\/$/, '')}/${dir}`;
     const manifest = await this.objects.tryGet(`${dir}/${MANIFEST_NAME}`);
     if (!manifest) throw new CheckpointError(`${where}: no manifest (incomplete checkpoint)`);
-    return decodeCheckpoint(manifest, (name) => this.objects.get(`${dir}/${name}`), where, expected);
+    const readObject = async (name: string) => {
+      const bytes = await this.objects.tryGet(`${dir}/${name}`);
+      if (!bytes) throw new CheckpointError(`${where}/${name}: missing (deleted or never written)`);
+      return bytes;
+    };
+    return decodeCheckpoint(manifest, readObject, where, { expected, step, inMemory });
   }
 
   /**
    * The newest checkpoint that verifies, with the reasons newer ones were passed over; null when the run
    * has none. A config mismatch is not skipped over: resuming a different model silently would be wrong.
+   * Neither is a run whose every checkpoint fails: the error says why each one was skipped.
    */
-  async newestValid(expected?: RunConfig): Promise<ResumePoint | null> {
+  async newestValid(expected?: RunConfig, inMemory?: StateInMemory): Promise<ResumePoint | null> {
     const skipped: SkippedCheckpoint[] = [];
     for (const step of await this.listSteps()) {
       try {
-        const checkpoint = await this.load(step, expected);
+        const checkpoint = await this.load(step, expected, inMemory);
         return { checkpoint, key: this.keyFor(step), skipped };
       } catch (e) {
-        if (!(e instanceof CheckpointError) || /does not match this run/.test(e.message)) throw e;
+        if (!(e instanceof CheckpointError) || e instanceof CheckpointMismatchError) throw e;
         skipped.push({ step, reason: e.message });
       }
+    }
+    if (skipped.length > 0) {
+      throw new NoValidCheckpointError(`run ${this.runId} in ${this.objects.uri}`, skipped);
     }
     return null;
   }

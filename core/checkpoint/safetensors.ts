@@ -5,6 +5,8 @@
  * maintained writer for Node, and the format is small enough to implement and validate here in full.
  * Only F32 is used by this project.
  */
+import { z } from 'zod';
+
 export interface NamedTensor {
   name: string;
   shape: number[];
@@ -18,11 +20,17 @@ export class SafetensorsError extends Error {
   }
 }
 
-interface HeaderEntry {
-  dtype: string;
-  shape: number[];
-  data_offsets: [number, number];
-}
+const offset = z.number().int().min(0);
+const HeaderEntrySchema = z.object({
+  dtype: z.string(),
+  shape: z.array(z.number().int().min(0)),
+  data_offsets: z.tuple([offset, offset]),
+});
+/** The header as the format defines it: a JSON object of tensor entries and an optional string map. */
+const HeaderSchema = z
+  .object({ __metadata__: z.record(z.string(), z.string()).optional() })
+  .catchall(HeaderEntrySchema);
+type HeaderEntry = z.infer<typeof HeaderEntrySchema>;
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -77,24 +85,27 @@ export function decodeSafetensors(bytes: Uint8Array, what: string): DecodedSafet
   if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > bytes.length) {
     fail(`header length ${headerLength} does not fit in ${bytes.length} bytes`);
   }
-  let header: Record<string, unknown>;
+  let json: unknown;
   try {
-    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8'));
+    json = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8'));
   } catch {
     return fail('header is not valid JSON');
   }
+  const parsed = HeaderSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.length ? `header field ${issue.path.join('.')}` : 'header';
+    return fail(`${field}: ${issue?.message ?? 'is malformed'}`);
+  }
+  const { __metadata__: metadata = {}, ...tensorEntries } = parsed.data;
   const dataStart = 8 + headerLength;
   const dataLength = bytes.length - dataStart;
-  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
-  const entries = Object.entries(header).filter(([k]) => k !== '__metadata__') as [string, HeaderEntry][];
+  const entries = Object.entries(tensorEntries) as [string, HeaderEntry][];
   entries.sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
   const tensors = new Map<string, NamedTensor>();
   let expectedOffset = 0;
   for (const [name, e] of entries) {
     if (e.dtype !== 'F32') fail(`tensor ${name} has dtype ${e.dtype}; only F32 is supported`);
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      fail(`tensor ${name} has an invalid shape`);
-    }
     const [begin, end] = e.data_offsets;
     if (begin !== expectedOffset)
       fail(`tensor ${name} starts at byte ${begin}, expected ${expectedOffset} (hole or overlap)`);

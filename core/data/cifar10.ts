@@ -1,15 +1,23 @@
 import { basename, join } from 'node:path';
 
-import { decodeCifar10Records } from './cifar10-records';
+import { CIFAR10_RECORD_BYTES, decodeCifar10Records } from './cifar10-records';
 import { concatBatches, type NamedBatch } from './concat-batches';
 import { DatasetError } from './errors';
 import { nameWithoutGz, readContentHead, readFileBytes } from './file-bytes';
+import type { SizeLimit } from './limits';
 import { listDirectory, pathKind } from './paths';
 import { looksLikeTar, readTarEntries } from './tar-entries';
 import type { DatasetSplit, ImageBatch } from './types';
 
 /** The folder the official cifar-10-binary.tar.gz unpacks to. */
 export const CIFAR10_BATCH_DIRECTORY = 'cifar-10-batches-bin';
+
+/** The whole CIFAR-10 training set fits in one batch of this many records; no real batch file is larger. */
+const MAX_BATCH_RECORDS = 50_000;
+const BATCH_LIMIT: SizeLimit = {
+  maxBytes: MAX_BATCH_RECORDS * CIFAR10_RECORD_BYTES,
+  what: `the most a batch may hold (${MAX_BATCH_RECORDS} CIFAR-10 records)`,
+};
 
 const TRAIN_BATCH = /^data_batch_(\d+)\.bin$/;
 const TEST_BATCH = /^test_batch\.bin$/;
@@ -62,13 +70,17 @@ async function loadFromDirectory(dir: string, split: DatasetSplit): Promise<Name
   const parts: NamedBatch[] = [];
   for (const name of names) {
     const file = join(dir, name);
-    parts.push({ file, batch: decodeCifar10Records(await readFileBytes(file), file) });
+    parts.push({ file, batch: decodeCifar10Records(await readFileBytes(file, BATCH_LIMIT), file) });
   }
   return parts;
 }
 
 async function loadFromArchive(archive: string, split: DatasetSplit): Promise<NamedBatch[]> {
-  const entries = await readTarEntries(archive, (entryPath) => inSplit(basename(entryPath), split));
+  const entries = await readTarEntries(
+    archive,
+    (entryPath) => inSplit(basename(entryPath), split),
+    BATCH_LIMIT,
+  );
   const entryPaths = orderBatches([...entries.keys()]);
   if (entryPaths.length === 0) throw missingBatches(archive, split, 'archive');
   return entryPaths.map((entryPath) => {
@@ -86,5 +98,5 @@ export async function loadCifar10(source: string, split: DatasetSplit): Promise<
   if (looksLikeTar(await readContentHead(source))) {
     return concatBatches(await loadFromArchive(source, split));
   }
-  return decodeCifar10Records(await readFileBytes(source), source);
+  return decodeCifar10Records(await readFileBytes(source, BATCH_LIMIT), source);
 }

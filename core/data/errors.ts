@@ -1,17 +1,5 @@
-/**
- * A dataset that cannot be read. The message is always one line, "<file>: <problem>", so that a CLI
- * error or a log entry points straight at the offending file without a stack trace.
- */
-export class DatasetError extends Error {
-  override readonly name = 'DatasetError';
-
-  constructor(
-    readonly file: string,
-    readonly problem: string,
-  ) {
-    super(`${file}: ${problem}`.replace(/\s*[\r\n]+\s*/g, ' '));
-  }
-}
+/** A dataset that cannot be read: one of the error types that decide retry (core/errors.ts). */
+export { DatasetError } from '../errors';
 
 /** Turns a filesystem or zlib error into the short phrase a DatasetError carries. */
 export function describeError(err: unknown): string {

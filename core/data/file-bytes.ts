@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import { constants, gunzip, gunzipSync } from 'node:zlib';
 
 import { DatasetError, describeError } from './errors';
+import type { SizeLimit } from './limits';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -30,16 +31,23 @@ async function readRaw(path: string): Promise<Buffer> {
   }
 }
 
-/** A file's contents, gunzipped when it is gzip (recognised by its magic bytes, not its name). */
-export async function readFileBytes(path: string): Promise<Buffer> {
+/**
+ * A file's contents, gunzipped when it is gzip (recognised by its magic bytes, not its name). Inflating
+ * stops at `limit.maxBytes`: a gzip bomb is cut off there instead of filling memory. Plain files are read
+ * as they are (their size on disk is their size in memory).
+ */
+export async function readFileBytes(path: string, limit: SizeLimit): Promise<Buffer> {
   const raw = await readRaw(path);
   if (!isGzip(raw)) {
     if (/\.gz$/i.test(path)) throw new DatasetError(path, 'unreadable gzip: no gzip header');
     return raw;
   }
   try {
-    return await gunzipAsync(raw);
+    return await gunzipAsync(raw, { maxOutputLength: limit.maxBytes });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new DatasetError(path, `decompresses to more than ${limit.maxBytes} bytes, ${limit.what}`);
+    }
     throw new DatasetError(path, `unreadable gzip: ${describeError(err)}`);
   }
 }

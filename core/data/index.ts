@@ -2,6 +2,7 @@
 export { DatasetError } from './errors';
 export { EMBEDDED_DIGITS, isEmbeddedSource } from './embedded-digits';
 export { loadImageDataset, type LoadImageDatasetOptions } from './load';
+export { peekImageShape, type ImageShape } from './image-shape';
 export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
 export { toFloatRange, toUint8Range } from './pixel-range';
 export type { DatasetFormat, DatasetSplit, ImageDataset } from './types';

@@ -1,4 +1,5 @@
 import { DatasetError } from './errors';
+import { checkImageSide } from './limits';
 import type { ImageBatch } from './types';
 
 /** IDX magic: two zero bytes, type 0x08 (unsigned byte), then the number of dimensions. */
@@ -11,6 +12,22 @@ const hex32 = (value: number) => `0x${value.toString(16).padStart(8, '0')}`;
 
 export function readIdxMagic(bytes: Uint8Array): number | undefined {
   return bytes.length >= 4 ? Buffer.from(bytes.buffer, bytes.byteOffset, 4).readUInt32BE(0) : undefined;
+}
+
+/**
+ * The whole file size an IDX header declares, from its first bytes; undefined when they are not a
+ * valid header (the decoder then says what is wrong). Image dimensions beyond the limit are refused.
+ */
+export function idxDeclaredBytes(head: Buffer, file: string, kind: 'images' | 'labels'): number | undefined {
+  const [magic, headerBytes] =
+    kind === 'images' ? [IDX_IMAGES_MAGIC, IMAGES_HEADER_BYTES] : [IDX_LABELS_MAGIC, LABELS_HEADER_BYTES];
+  if (head.length < headerBytes || head.readUInt32BE(0) !== magic) return undefined;
+  const count = head.readUInt32BE(4);
+  if (kind === 'labels') return headerBytes + count;
+  const height = head.readUInt32BE(8);
+  const width = head.readUInt32BE(12);
+  checkImageSide(file, width, height, 'images are');
+  return headerBytes + count * height * width;
 }
 
 /** Checks the header and that the payload is exactly as long as the header promises. */

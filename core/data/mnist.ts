@@ -2,8 +2,8 @@ import { basename, dirname, join } from 'node:path';
 
 import { concatBatches, type NamedBatch } from './concat-batches';
 import { DatasetError } from './errors';
-import { nameWithoutGz, readFileBytes } from './file-bytes';
-import { decodeIdxImages, decodeIdxLabels } from './mnist-idx';
+import { nameWithoutGz, readContentHead, readFileBytes } from './file-bytes';
+import { decodeIdxImages, decodeIdxLabels, idxDeclaredBytes } from './mnist-idx';
 import { listDirectory, pathKind } from './paths';
 import type { DatasetSplit, ImageBatch } from './types';
 
@@ -29,10 +29,21 @@ function findLabelsFile(imagesName: string, siblings: readonly string[]): string
   return siblings.find((name) => name === wanted) ?? siblings.find((name) => name === `${wanted}.gz`);
 }
 
+/**
+ * An IDX file's bytes, inflated no further than its header declares. A file whose first bytes are no
+ * valid header is returned as those bytes, for the decoder to say what is wrong with them.
+ */
+async function readIdxFile(file: string, kind: 'images' | 'labels'): Promise<Buffer> {
+  const head = await readContentHead(file);
+  const declared = idxDeclaredBytes(head, file, kind);
+  if (declared === undefined) return head;
+  return readFileBytes(file, { maxBytes: declared, what: 'the size its IDX header declares' });
+}
+
 async function loadImagesWithLabels(imagesFile: string, labelsFile: string | undefined): Promise<ImageBatch> {
-  const batch = decodeIdxImages(await readFileBytes(imagesFile), imagesFile);
+  const batch = decodeIdxImages(await readIdxFile(imagesFile, 'images'), imagesFile);
   if (labelsFile === undefined) return batch;
-  const labels = decodeIdxLabels(await readFileBytes(labelsFile), labelsFile);
+  const labels = decodeIdxLabels(await readIdxFile(labelsFile, 'labels'), labelsFile);
   if (labels.length !== batch.count) {
     throw new DatasetError(
       labelsFile,
@@ -48,13 +59,28 @@ const SPLIT_PREFIXES: Record<DatasetSplit, string[]> = {
   all: ['train', 't10k'],
 };
 
+/** The images file of one split among a directory's files; the raw one when a .gz copy sits beside it. */
+function imagesNameFor(files: readonly string[], prefix: string): string | undefined {
+  const candidates = files.filter((name) => imagesSplitPrefix(name) === prefix);
+  return candidates.find((name) => !/\.gz$/i.test(name)) ?? candidates[0];
+}
+
+/** The first images file a load of `split` reads (the source itself when it is a file). */
+export async function firstMnistImagesFile(source: string, split: DatasetSplit): Promise<string | undefined> {
+  if ((await pathKind(source)) !== 'directory') return source;
+  const { files } = await listDirectory(source);
+  for (const prefix of SPLIT_PREFIXES[split]) {
+    const name = imagesNameFor(files, prefix);
+    if (name !== undefined) return join(source, name);
+  }
+  return undefined;
+}
+
 async function loadFromDirectory(dir: string, split: DatasetSplit): Promise<ImageBatch> {
   const { files } = await listDirectory(dir);
   const parts: NamedBatch[] = [];
   for (const prefix of SPLIT_PREFIXES[split]) {
-    // Prefer the raw file when both it and a .gz copy are present: same data, no inflating.
-    const candidates = files.filter((name) => imagesSplitPrefix(name) === prefix);
-    const imagesName = candidates.find((name) => !/\.gz$/i.test(name)) ?? candidates[0];
+    const imagesName = imagesNameFor(files, prefix);
     if (imagesName === undefined) continue;
     const imagesFile = join(dir, imagesName);
     const labelsName = findLabelsFile(imagesName, files);

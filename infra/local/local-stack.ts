@@ -225,14 +225,21 @@ export async function ensureLocalWorker(
       for (const role of roles) {
         if (await role.polled()) continue;
         let worker = runningDaemon(settings.stateDir, role.daemon.name, role.daemon.marker);
+        if (worker && !processAlive(worker.pid)) {
+          // The process started is gone, but others of its group live on without polling: start afresh.
+          await stopDaemon(worker, 10_000);
+          worker = null;
+        }
         if (worker) {
           if (readyTimeoutMs === 0) continue;
           log(`waiting for the local ${role.what} (pid ${worker.pid}) to start polling`);
         } else {
           worker = startDaemon({
             ...role.daemon,
-            command: path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'),
-            args: [role.script, ...role.args],
+            // Node itself with tsx's loader, not the tsx CLI: the CLI runs the script in a child process,
+            // so the pid recorded would be a wrapper's, and a SIGKILL to it would orphan the real worker.
+            command: process.execPath,
+            args: ['--import', 'tsx', role.script, ...role.args],
             cwd: REPO_ROOT,
             env: {
               ...process.env,

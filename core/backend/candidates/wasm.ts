@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadPackage } from '../load-package';
 import type { Candidate } from '../candidate';
+import { guardWasmAllocations } from '../out-of-memory';
 import { registerWasmTrainingKernels } from '../wasm-kernels/register';
 import { activate } from './activate';
 
@@ -20,6 +21,7 @@ export const wasmCandidate: Candidate = {
     if (!loaded.ok) throw new Error(loaded.reason);
     registerWasmTrainingKernels();
     await activate('wasm');
+    guardWasmAllocations(tf.backend());
     const simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) ? 'SIMD' : 'no SIMD';
     const threads = loaded.module.getThreadsCount();
     return {
