@@ -1,6 +1,6 @@
 import { heartbeat } from '@temporalio/activity';
 import { parseShardManifest, prepareSplits } from '../core/data';
-import { datasetManifestKey, heldOutManifestKey } from '../core/run-layout';
+import { runKeys } from '../core/store-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
 import { localCopyOf, log, storeFor, withHeartbeats } from './runtime';
 import { asActivityFailure } from './failures';
@@ -13,7 +13,7 @@ import { asActivityFailure } from './failures';
  */
 export async function prepareDataset(input: PrepareDatasetInput): Promise<PreparedDataset> {
   const store = storeFor(input.storeUri);
-  const manifestKey = datasetManifestKey(input.runId);
+  const manifestKey = runKeys.datasetManifest(input.runId);
   try {
     const existing = await store.tryGet(manifestKey);
     if (existing) {
@@ -21,7 +21,7 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       log(`dataset already prepared: ${m.count} images from ${m.source}`);
       return {
         datasetKey: manifestKey,
-        heldOutKey: m.heldOut ? heldOutManifestKey(input.runId) : null,
+        heldOutKey: m.heldOut ? runKeys.heldOutManifest(input.runId) : null,
         count: m.count,
         height: m.height,
         width: m.width,
@@ -37,7 +37,7 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       const { train, heldOut } = await withHeartbeats(
         prepareSplits(
           store,
-          { train: manifestKey, heldOut: heldOutManifestKey(input.runId) },
+          { train: manifestKey, heldOut: runKeys.heldOutManifest(input.runId) },
           { uri: input.dataset, localPath: local.path },
           (name) => {
             phase = { phase: 'writing', shard: name };
@@ -52,7 +52,7 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       );
       return {
         datasetKey: manifestKey,
-        heldOutKey: heldOut ? heldOutManifestKey(input.runId) : null,
+        heldOutKey: heldOut ? runKeys.heldOutManifest(input.runId) : null,
         count: train.count,
         height: train.height,
         width: train.width,

@@ -17,7 +17,7 @@ import {
 import type { FeatureExtractor } from '../core/eval/feature-extractor';
 import path from 'node:path';
 import { isEmbeddedSource, prepareSplits } from '../core/data';
-import { datasetManifestKey, heldOutManifestKey } from '../core/run-layout';
+import { runKeys } from '../core/store-layout';
 import { localCopyOf } from '../activities/runtime';
 import { openStore } from '../store';
 import { loadExtractor, refreshRunReports } from '../activities/evaluate';
@@ -182,7 +182,7 @@ runCli(async () => {
     loaded = newest.checkpoint;
   }
   const { state, config } = loaded;
-  const datasetKey = datasetManifestKey(o.runId);
+  const datasetKey = runKeys.datasetManifest(o.runId);
   if (!(await store.exists(datasetKey))) {
     if (!o.dataset) {
       throw new UsageError(
@@ -196,7 +196,7 @@ runCli(async () => {
     try {
       await prepareSplits(
         store,
-        { train: datasetKey, heldOut: heldOutManifestKey(o.runId) },
+        { train: datasetKey, heldOut: runKeys.heldOutManifest(o.runId) },
         { uri: source, localPath: local.path },
       );
     } finally {

@@ -1,7 +1,7 @@
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
-import { trainMetricsKey } from '../core/run-layout';
+import { runKeys } from '../core/store-layout';
 import { sampleGridKey, sampleGridPng } from '../core/sampling';
 import { Trainer } from '../core/train/trainer';
 import type { ObjectStore } from '../store';
@@ -41,7 +41,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   for (const s of resume?.skipped ?? []) log(`checkpoint ${s.step} skipped: ${s.reason}`);
   if (resume) log(`resuming from ${store.uri}/${resume.key} (step ${resume.checkpoint.state.step})`);
   else log(`starting run ${runId} from the seed (${config.train.seed})`);
-  await store.put(`${runId}/config.json`, JSON.stringify(config, null, 2));
+  await store.put(runKeys.config(runId), JSON.stringify(config, null, 2));
 
   const trainer = new Trainer({
     config,
@@ -54,19 +54,21 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   let checkpointKey = resume?.key ?? '';
   let lastLoss = NaN;
   let metrics: string[] = [];
-  const progress = progressLine('train', total, trainer.state.step);
+  const progress = progressLine('train', total, trainer.currentStep);
 
   const checkpoint = async () => {
-    checkpointKey = (await repo.save(trainer.state, config, o.keepCheckpoints)).key;
-    await store.put(trainMetricsKey(runId, trainer.state.step), metrics.join(''));
+    // The metrics first: a committed checkpoint always has the metrics up to its step beside it.
+    const state = await trainer.hostState();
+    await store.put(runKeys.metrics(runId, state.step), metrics.join(''));
+    checkpointKey = (await repo.save(state, config, o.keepCheckpoints)).key;
     metrics = [];
   };
   const sample = async () => {
-    const step = trainer.state.step;
+    const step = trainer.currentStep;
     const key = sampleGridKey(runId, step);
     await store.put(
       key,
-      await sampleGridPng(config, trainer.state.ema, {
+      await sampleGridPng(config, (await trainer.hostState()).ema, {
         count: o.sampleCount,
         sampler: { kind: 'ddim', steps: 50 },
       }),
@@ -78,7 +80,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   try {
     let imagesSinceReport = 0;
     let secondsSinceReport = 0;
-    while (trainer.state.step < total) {
+    while (trainer.currentStep < total) {
       const r = await trainer.step();
       lastLoss = r.loss;
       imagesSinceReport += r.images;
@@ -100,10 +102,11 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     progress.stop();
     trainer.dispose();
   }
-  if (!checkpointKey) checkpointKey = (await repo.save(trainer.state, config, o.keepCheckpoints)).key;
+  if (!checkpointKey)
+    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
   log(
-    `done: step ${trainer.state.step}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
+    `done: step ${trainer.currentStep}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
   );
   if (sampleKeys.length > 0) log(`samples: ${store.uri}/${sampleKeys[sampleKeys.length - 1]}`);
-  return { finalStep: trainer.state.step, lastLoss, checkpointKey, sampleKeys };
+  return { finalStep: trainer.currentStep, lastLoss, checkpointKey, sampleKeys };
 }

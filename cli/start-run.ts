@@ -6,11 +6,11 @@
  */
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { detectFormat } from '../core/data/detect-format';
 import { isEmbeddedSource } from '../core/data';
 import { DEFAULT_PRESET, presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
+import { checkDatasetFits, checkS3Dataset, checkS3Store } from './preflight';
 import { UsageError, runCli } from './errors';
 import {
   ConfigOverrides,
@@ -64,7 +64,7 @@ const program = addConfigOverrideOptions(
   )
   .option(
     '--sample-every <n>',
-    'steps between EMA sample grids (default: about a quarter of the run, a multiple of --checkpoint-every)',
+    'steps between EMA sample grids (default: half the run, a multiple of --checkpoint-every)',
     positiveInt,
   )
   .option('--samples <n>', 'images per sample grid', positiveInt, 64)
@@ -215,28 +215,31 @@ function parallelFrom(o: Options, localCoordinator: string | null): TrainingRunI
 async function runInputFrom(o: Options, localCoordinator: string | null): Promise<TrainingRunInput> {
   const config = resolveRunConfig(o.preset, o);
   let dataset = o.dataset ?? (await findDefaultDataset(config));
-  if (!dataset.startsWith('s3://')) {
+  const storeUri = absoluteStoreUri(o.store);
+  const runId = o.runId ?? defaultRunId(o.preset);
+  // What can be checked before the run starts is checked here (cli/preflight.ts), not found by a worker.
+  if (dataset.startsWith('s3://')) {
+    await checkS3Dataset(dataset);
+  } else {
     // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
     if (!isEmbeddedSource(dataset)) dataset = path.resolve(dataset);
-    try {
-      await detectFormat(dataset);
-    } catch (err) {
-      throw new UsageError(`dataset ${err instanceof Error ? err.message : String(err)}`);
-    }
+    await checkDatasetFits(dataset, config);
   }
+  if (storeUri.startsWith('s3://')) await checkS3Store(storeUri, runId);
   const checkpointEvery =
     o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
   return parseRunInput({
-    runId: o.runId ?? defaultRunId(o.preset),
-    storeUri: absoluteStoreUri(o.store),
+    runId,
+    storeUri,
     dataset,
     config,
     schedule: {
       checkpointEvery,
-      // A 64-image grid costs about as much as a few dozen training steps: about four grids per run.
+      // A 64-image DDIM-50 grid costs as much as ~1,000 training images: two grids per run (half-way
+      // and at the end) keep the default digits run's grids near 10% of its time.
       sampleEvery:
         o.sampleEvery ??
-        checkpointEvery * Math.max(1, Math.round(config.train.totalSteps / 4 / checkpointEvery)),
+        checkpointEvery * Math.max(1, Math.round(config.train.totalSteps / 2 / checkpointEvery)),
       sampleCount: o.samples,
       sampleSteps: o.sampleSteps,
       keepCheckpoints: o.keep,

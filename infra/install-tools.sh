@@ -108,10 +108,11 @@ install_tool() {
   GO_PACKAGES="$4"
   local started=$SECONDS
   # -s -w drops debug symbols: a third smaller binary. Go's module and build caches stay in the cache
-  # folder, so a rebuild (a version bump) takes seconds, not minutes.
+  # folder, so a rebuild (a version bump) takes seconds, not minutes; -trimpath keeps local paths out of
+  # the build cache's keys, so that cache stays valid when the folder is moved or restored elsewhere (CI).
   run_step "go-install-$name" "$name $version: building with go install (a few minutes the first time; log: $LOG_DIR/go-install-$name.log)" \
     go_progress env GOBIN="$partial" GOMODCACHE="$CACHE_DIR/go/mod" GOCACHE="$CACHE_DIR/go/build" GOFLAGS="-modcacherw" \
-    go install -v -ldflags="-s -w" "$module@$version"
+    go install -v -trimpath -ldflags="-s -w" "$module@$version"
   [[ -x "$partial/$name" ]] || die "go install finished but produced no $name (log: $LOG_DIR/go-install-$name.log)."
   rm -f "$BIN_DIR/.$name.version"
   mv -f "$partial/$name" "$BIN_DIR/$name"

@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writePngGrid } from '../core/data';
 import { findFreePort } from '../infra/local';
 
 jest.setTimeout(120_000);
@@ -56,8 +57,13 @@ function launch(
   command: CommandName,
   args: string[],
   cwd = REPO,
+  commandEnv = env,
 ): ChildProcess & { output: Finished; done: Promise<Finished> } {
-  const child = spawn(TSX, [path.join(REPO, 'cli', `${command}.ts`), ...args], { cwd, env, detached: true });
+  const child = spawn(TSX, [path.join(REPO, 'cli', `${command}.ts`), ...args], {
+    cwd,
+    env: commandEnv,
+    detached: true,
+  });
   launched.add(child.pid!);
   const output: Finished = { code: null, stdout: '', stderr: '' };
   child.stdout.on('data', (b: Buffer) => (output.stdout += b.toString()));
@@ -77,7 +83,8 @@ function expectSuccess(r: Finished): void {
   if (r.code !== 0) throw new Error(`exit status ${r.code}; stderr:\n${r.stderr.slice(-3000)}`);
 }
 
-const cli = (command: CommandName, args: string[], cwd?: string) => launch(command, args, cwd).done;
+const cli = (command: CommandName, args: string[], cwd?: string, commandEnv?: NodeJS.ProcessEnv) =>
+  launch(command, args, cwd, commandEnv).done;
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -238,13 +245,15 @@ test('every command has --help, which names its options', async () => {
     sample: [
       '--run-id',
       '--store',
-      '--step',
+      '--checkpoint',
       '--sampler',
       '--steps',
       '--count',
+      '--batch',
       '--seed',
       '--backend',
       '--out',
+      '--on-pool',
     ],
     'stop-local': ['--timeout'],
     train: ['--preset', '--dataset', '--store', '--run-id', '--steps', '--lr', '--backend', '--keep'],
@@ -331,6 +340,49 @@ test('bad input fails with one error line naming the problem, before anything st
   expect(existsSync(path.join(stackDir, 'temporal.pid'))).toBe(false);
 });
 
+test('start-run checks what it can before a run starts: image size against the preset, S3 reachability', async () => {
+  const pngs = path.join(scratch, 'png-8x8');
+  mkdirSync(pngs, { recursive: true });
+  for (let i = 0; i < 2; i++)
+    await writePngGrid(path.join(pngs, `${i}.png`), new Uint8Array(8 * 8 * 3).fill(i * 50), 1, 8, 8, 3, {
+      padding: 0,
+    });
+  // No AWS credentials anywhere: no variables, no ~/.aws, no instance metadata to ask.
+  const noAws: NodeJS.ProcessEnv = { ...env, HOME: scratch, AWS_EC2_METADATA_DISABLED: 'true' };
+  for (const name of Object.keys(noAws))
+    if (name.startsWith('AWS_') && name !== 'AWS_EC2_METADATA_DISABLED') delete noAws[name];
+  const cases: [string[], RegExp, NodeJS.ProcessEnv?][] = [
+    [
+      ['--preset', 'tiny', '--dataset', pngs],
+      /^error: dataset at .*png-8x8 holds 8x8x3 images but preset 'tiny' expects 32x32x3$/,
+    ],
+    [
+      ['--preset', 'tiny', '--dataset', 'embedded:mnist-digits'],
+      /^error: dataset embedded:mnist-digits holds 28x28x1 images but preset 'tiny' expects 32x32x3$/,
+    ],
+    [
+      ['--preset', 'tiny', '--dataset', 's3://ddpm-nowhere/cifar'],
+      /^error: dataset s3:\/\/ddpm-nowhere\/cifar: not reachable with this machine's AWS settings \(.*credentials.*\)$/i,
+      noAws,
+    ],
+    [
+      ['--preset', 'tiny', '--dataset', dataset, '--store', 's3://ddpm-nowhere/runs'],
+      /^error: store s3:\/\/ddpm-nowhere\/runs: not reachable with this machine's AWS settings \(.*credentials.*\)$/i,
+      noAws,
+    ],
+  ];
+  const results = await Promise.all(cases.map(([args, , e]) => cli('start-run', args, undefined, e)));
+  results.forEach((r, i) => {
+    expect({ case: cases[i][0].join(' '), code: r.code }).toEqual({ case: cases[i][0].join(' '), code: 1 });
+    // One error line and no stack (on Node 20 the AWS SDK may add its own Node-version warning).
+    const errors = r.stderr.split('\n').filter((line) => line.startsWith('error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(cases[i][1]);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+  expect(existsSync(path.join(stackDir, 'temporal.pid'))).toBe(false);
+});
+
 test('start-run brings up the stack and trains to completion; status, list and sample see the run', async () => {
   const r = await cli('start-run', trainArgs('e2e', 4));
   expect(r.stderr).toMatch(/started a Temporal dev server/);
@@ -364,7 +416,7 @@ test('start-run brings up the stack and trains to completion; status, list and s
       '--backend',
       'tensorflow',
       '--out',
-      path.join(scratch, 'grid.png'),
+      path.join(scratch, 'samples'),
     ]),
   ]);
   expectSuccess(list);
@@ -384,10 +436,12 @@ test('start-run brings up the stack and trains to completion; status, list and s
   expect(table.stdout).toMatch(/^RUN ID\s+STATE\s+PHASE\s+PRESET\s+STEP\s+LOSS\s+STARTED$/m);
   expect(table.stdout).toMatch(/^e2e\s+completed\s+completed\s+tiny\s+4\s+\d/m);
   expectSuccess(sample);
-  expect(sample.stdout.trim()).toBe(path.join(scratch, 'grid.png'));
+  const setUri = new RegExp(`^file://${store}/e2e/samples/000000004/ddim3-seed\\d+-n4$`);
+  expect(sample.stdout.trim()).toMatch(setUri);
   // 2x2 grid of 32x32 images with 2-pixel padding: 70x70.
-  const grid = readFileSync(path.join(scratch, 'grid.png'));
+  const grid = readFileSync(path.join(scratch, 'samples', 'grid.png'));
   expect([grid.readUInt32BE(16), grid.readUInt32BE(20)]).toEqual([70, 70]);
+  expect(readdirSync(path.join(scratch, 'samples', 'images'))).toHaveLength(4);
 
   // A completed run is not started again: start-run reports its result.
   const again = await cli('start-run', trainArgs('e2e', 4));
@@ -424,6 +478,19 @@ test('evaluate scores the finished run from the dataset it prepared', async () =
   expect(evaluated.stdout).toMatch(/class histogram: 0:\d+ 1:\d+/);
   expect(evaluated.stdout).toContain(`plots:   file://${store}/e2e/plots/index.html`);
   expect(existsSync(path.join(store, 'e2e', 'plots', 'metrics.png'))).toBe(true);
+}, 240_000);
+
+test("sample --on-pool runs on the run's trainer pool through Temporal; repeated, it reuses the chunk", async () => {
+  // The e2e run of the test above; its store, pool and backend come from its workflow input.
+  const poolArgs = ['--run-id', 'e2e', '--count', '4', '--steps', '3', '--seed', '5', '--on-pool'];
+  const onPool = await cli('sample', poolArgs);
+  expectSuccess(onPool);
+  expect(onPool.stdout.trim()).toBe(`file://${store}/e2e/samples/000000004/ddim3-seed5-n4`);
+  expect(onPool.stderr).toMatch(/^sample 4\/4 \| img\/s /m);
+  expect(onPool.stderr).toMatch(/^1 chunks on tensorflow$/m);
+  const repeated = await cli('sample', poolArgs);
+  expectSuccess(repeated);
+  expect(repeated.stderr).toMatch(/^1 chunks on tensorflow \(1 reused\)$/m);
 }, 240_000);
 
 test('a killed CLI leaves the run going; start-run re-attaches to it and it completes', async () => {

@@ -11,7 +11,7 @@ import { initBackend } from '../core/backend';
 import type { MetricRecord } from '../core/eval/evaluate';
 import { emaSeries, readRunHistory, regeneratePlots } from '../core/eval/plots';
 import { tensorboardAvailable, writeTensorboardEvents } from '../core/eval/tensorboard';
-import { evalMetricsKey, plotKeys, tensorboardPrefix, trainMetricsKey } from '../core/run-layout';
+import { runKeys } from '../core/store-layout';
 import { openStore } from '../store';
 
 const scratch = mkdtempSync(join(tmpdir(), 'ddpm-plots-'));
@@ -38,9 +38,9 @@ beforeAll(async () => {
       const step = from + i + 1;
       return JSON.stringify({ step, loss: 1 / step, lr: 1e-3 * Math.min(1, step / 10) }) + '\n';
     }).join('');
-  await store.put(trainMetricsKey(runId, 20), lines(0, 20));
+  await store.put(runKeys.metrics(runId, 20), lines(0, 20));
   // A retried segment rewrote steps 15..20 in the next object, and a line was torn.
-  await store.put(trainMetricsKey(runId, 40), lines(14, 40) + '{"step": 41, "lo');
+  await store.put(runKeys.metrics(runId, 40), lines(14, 40) + '{"step": 41, "lo');
   for (const step of [20, 40]) {
     const records = [
       record('bits_per_dim', step, 3 - step / 40),
@@ -49,7 +49,7 @@ beforeAll(async () => {
       record('classifier_class_histogram', step, [40, 60]),
     ];
     await store.put(
-      evalMetricsKey(runId, step, 'abc'),
+      runKeys.evalMetrics(runId, step, 'abc'),
       records.map((r) => JSON.stringify(r) + '\n').join(''),
     );
   }
@@ -72,7 +72,7 @@ test('EMA of the loss is bias-corrected: a constant stays constant', () => {
 
 test('plots: a PNG and a self-contained HTML page in the store', async () => {
   const r = await regeneratePlots(store, runId);
-  expect(r.png).toBe(plotKeys(runId).png);
+  expect(r.png).toBe(runKeys.plots(runId).png);
   const png = PNG.sync.read(Buffer.from(await store.get(r.png)));
   expect(png.width).toBe(1000);
   expect(png.height).toBeGreaterThan(900);
@@ -106,12 +106,12 @@ test('TensorBoard: one event file per metrics object, written once (native backe
   if (!tensorboardAvailable()) {
     // Only tfjs-node has a summary writer; CI builds it (npm test's pretest), so this branch is for others.
     expect(await writeTensorboardEvents(store, h)).toBe(0);
-    expect(await store.list(tensorboardPrefix(runId))).toEqual([]);
+    expect(await store.list(runKeys.tensorboardPrefix(runId))).toEqual([]);
     return;
   }
   expect(await writeTensorboardEvents(store, h)).toBe(4);
   expect(await writeTensorboardEvents(store, h)).toBe(0);
-  const keys = await store.list(tensorboardPrefix(runId));
+  const keys = await store.list(runKeys.tensorboardPrefix(runId));
   expect(keys.map((k) => k.slice(k.lastIndexOf('/') + 1))).toEqual([
     'events.out.tfevents.000000020.a-train',
     'events.out.tfevents.000000020.b-eval-4',

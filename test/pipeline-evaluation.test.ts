@@ -12,7 +12,7 @@ import { CheckpointRepository } from '../core/checkpoint/repository';
 import { readShardedSplit } from '../core/data';
 import { bitsPerDim } from '../core/eval/bits-per-dim';
 import type { MetricRecord } from '../core/eval/evaluate';
-import { datasetManifestKey, evalMetricsPrefix, heldOutManifestKey, plotKeys } from '../core/run-layout';
+import { runKeys } from '../core/store-layout';
 import { epsModelFromWeights } from '../core/sampling';
 import { noiseScheduleFor } from '../core/train/trainer';
 import { Purpose, Rng, hashKey } from '../core/rng';
@@ -76,7 +76,7 @@ function greyMicroConfig(totalSteps: number) {
 async function metricLines(storeUri: string, runId: string): Promise<MetricRecord[]> {
   const store = openStore(storeUri);
   const records: MetricRecord[] = [];
-  for (const key of await store.list(evalMetricsPrefix(runId))) {
+  for (const key of await store.list(runKeys.evalMetricsPrefix(runId))) {
     for (const line of (await store.getText(key)).split('\n').filter(Boolean)) records.push(JSON.parse(line));
   }
   return records;
@@ -123,7 +123,7 @@ test('a run evaluates itself at its interval and at the end, and shows the lates
   );
   const memo = described.memo as { evaluation: typeof latest; plots: string };
   expect(memo.evaluation?.step).toBe(8);
-  expect(memo.plots).toBe(`${storeUri}/${plotKeys('eval-run').html}`);
+  expect(memo.plots).toBe(`${storeUri}/${runKeys.plots('eval-run').html}`);
 
   // Metric lines for both evaluations, each with its provenance.
   const records = await metricLines(storeUri, 'eval-run');
@@ -153,8 +153,8 @@ test('a run evaluates itself at its interval and at the end, and shows the lates
   // The trainer's bits/dim is the estimator's number for that checkpoint, recomputed here in another process.
   const store = openStore(storeUri);
   const { state } = await new CheckpointRepository(store, 'eval-run').load(8);
-  const heldOut = (await readShardedSplit(store, heldOutManifestKey('eval-run'))).images;
-  expect((await readShardedSplit(store, datasetManifestKey('eval-run'))).manifest.heldOut).toBe(
+  const heldOut = (await readShardedSplit(store, runKeys.heldOutManifest('eval-run'))).images;
+  expect((await readShardedSplit(store, runKeys.datasetManifest('eval-run'))).manifest.heldOut).toBe(
     'test/manifest.json',
   );
   expect(heldOut.count).toBe(32);
@@ -173,9 +173,9 @@ test('a run evaluates itself at its interval and at the end, and shows the lates
   expect(local.bpd).toBeCloseTo(latest!.bitsPerDim!, 4);
 
   // Plots: a PNG people can open and a self-contained page.
-  const png = PNG.sync.read(Buffer.from(await store.get(plotKeys('eval-run').png)));
+  const png = PNG.sync.read(Buffer.from(await store.get(runKeys.plots('eval-run').png)));
   expect(png.width).toBe(1000);
-  const html = await store.getText(plotKeys('eval-run').html);
+  const html = await store.getText(runKeys.plots('eval-run').html);
   expect(html).toContain('<svg');
   expect(html).toContain('classifier FID');
   // Training metrics (loss, lr per step) were stored beside the checkpoints for the plots.

@@ -99,6 +99,19 @@ const SCENARIOS: Record<string, Scenario> = {
       return handle;
     },
   },
+  'failure-budget': {
+    description:
+      'a store that cannot be written: prepareDataset fails 3 times in a row (4 attempts each), the run fails',
+    async run(h, dataset) {
+      const runId = 'replay-failure-budget';
+      // The store's directory cannot exist: its parent is a file.
+      const blocker = join(h.workdir, `${runId}-not-a-directory`);
+      writeFileSync(blocker, 'x');
+      const handle = await h.startRun(h.input(runId, join(blocker, 'store'), dataset, microConfig(6), 2));
+      await handle.result().catch(() => undefined);
+      return handle;
+    },
+  },
   'data-parallel-lost-worker': {
     description: '3 trainer slots; slot 2 is SIGKILLed mid-all-reduce and the run finishes on 2',
     async run(h, dataset) {

@@ -86,6 +86,12 @@ test('both sides of each patch are replayed: a pause and a cancel recorded befor
   }
 });
 
+test('the failure budget is replayed from a run that spent it (its patch marker recorded)', () => {
+  const spent = fixtures.filter((f) => f.scenario === 'failure-budget');
+  expect(spent.length).toBe(1);
+  expect(patchIds(spent[0].history)).toContain('failure-budget');
+});
+
 test('every recorded history replays on the current workflow code without nondeterminism', async () => {
   const results = await replayAll(bundle);
   expect(results.map((r) => r.file)).toEqual(files);

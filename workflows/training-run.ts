@@ -22,6 +22,7 @@ import {
   resumeSignal,
   statusQuery,
 } from './api';
+import { FailureBudget, FailurePolicy, innermostMessage } from './failure-budget';
 import { ParallelProgress, allSlots, runParallelSegment, segmentStopped } from './parallel-segment';
 
 /** Keeps each execution's history small: a fresh one carries on after this many segments. */
@@ -34,10 +35,31 @@ const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
  */
 const STOPPED_STEP_PATCH = 'stopped-step-from-cancellation';
 
+/*
+ * Failure policy (a run lasts days to weeks; see workflows/failure-budget.ts):
+ * - Input that can never work (NON_RETRYABLE_ERRORS: a bad dataset, a diverged loss, a micro-batch that
+ *   does not fit, a checkpoint of another model) fails the run at once, with the cause in its status.
+ * - Anything else gets ACTIVITY_ATTEMPTS quick attempts: enough for a hiccup, while a deterministic
+ *   failure (a bug, an unreadable store, a corrupt object) fails the same way each time. It then spends
+ * the run's failure budget: FAILURE_POLICY.budget failures in a row, with growing pauses, and the run fails
+ *   with the last error instead of looping while it looks "running". A success refills the budget.
+ * - A lost trainer (no heartbeat) and a store outage spend no budget: the run waits them out for as long
+ *   as they last, saying so in its status. No trainer at all is not a failure either: a segment waits in
+ *   its task queue until one polls.
+ */
+const ACTIVITY_ATTEMPTS = 4;
+const FAILURE_POLICY: FailurePolicy = {
+  budget: 3,
+  attemptsPerActivity: ACTIVITY_ATTEMPTS,
+  firstPauseSeconds: 10,
+  maxPatiencePauseSeconds: 300,
+};
+
 const retry: RetryPolicy = {
   initialInterval: '1s',
   backoffCoefficient: 2,
   maximumInterval: '30s',
+  maximumAttempts: ACTIVITY_ATTEMPTS,
   nonRetryableErrorTypes: NON_RETRYABLE_ERRORS,
 };
 
@@ -195,6 +217,9 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
 
   let paused = false;
   let segmentScope: wf.CancellationScope | undefined;
+  const failures = new FailureBudget(FAILURE_POLICY, (note) => {
+    status.note = note;
+  });
   wf.setHandler(statusQuery, () => {
     if (parallel) {
       status.workers = { world: parallel.world, slots: parallel.slots, attempts: parallel.attempts };
@@ -245,8 +270,11 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     publish();
     const datasetKey =
       carried?.datasetKey ??
-      (await prepareDataset({ runId: input.runId, storeUri: input.storeUri, dataset: input.dataset }))
-        .datasetKey;
+      (
+        await failures.run('preparing the dataset', () =>
+          prepareDataset({ runId: input.runId, storeUri: input.storeUri, dataset: input.dataset }),
+        )
+      ).datasetKey;
     datasetKeyForEvaluation = datasetKey;
     const startedAt = carried?.startedAt ?? new Date(wf.workflowInfo().startTime).toISOString();
     let segments = 0;
@@ -279,16 +307,18 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       let result: TrainSegmentResult;
       segmentScope = new wf.CancellationScope();
       try {
-        result = await segmentScope.run(async () =>
-          input.parallel && parallel
-            ? runParallelSegment({
-                settings: input.parallel,
-                segment,
-                heartbeatSeconds: timeouts.heartbeatSeconds,
-                segmentHours: timeouts.segmentHours,
-                progress: parallel,
-              })
-            : ((await trainSegment(segment)) as TrainSegmentResult),
+        result = await segmentScope.run(() =>
+          failures.run(`the segment to step ${targetStep}`, async () =>
+            input.parallel && parallel
+              ? runParallelSegment({
+                  settings: input.parallel,
+                  segment,
+                  heartbeatSeconds: timeouts.heartbeatSeconds,
+                  segmentHours: timeouts.segmentHours,
+                  progress: parallel,
+                })
+              : ((await trainSegment(segment)) as TrainSegmentResult),
+          ),
         );
       } catch (err) {
         if (wf.isCancellation(err) && wf.patched(STOPPED_STEP_PATCH)) {
@@ -320,14 +350,17 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       if (sampleDue) {
         status.phase = 'sampling';
         publish();
-        const grid = await sampleGrid({
-          runId: input.runId,
-          storeUri: input.storeUri,
-          checkpointKey: result.checkpointKey,
-          count: schedule.sampleCount,
-          sampler: { kind: 'ddim', steps: schedule.sampleSteps },
-          backend: input.backend,
-        });
+        const checkpointKey = result.checkpointKey;
+        const grid = await failures.run(`sampling step ${result.step}`, () =>
+          sampleGrid({
+            runId: input.runId,
+            storeUri: input.storeUri,
+            checkpointKey,
+            count: schedule.sampleCount,
+            sampler: { kind: 'ddim', steps: schedule.sampleSteps },
+            backend: input.backend,
+          }),
+        );
         status.lastSampleKey = grid.key;
       }
       segments++;
@@ -372,7 +405,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       });
     } else if (!(err instanceof wf.ContinueAsNew)) {
       status.phase = 'failed';
-      status.note = err instanceof Error ? err.message : String(err);
+      status.note = innermostMessage(err);
       publish();
     }
     throw err;

@@ -4,6 +4,7 @@ export { EMBEDDED_DIGITS, isEmbeddedSource } from './embedded-digits';
 export { loadImageDataset, type LoadImageDatasetOptions } from './load';
 export { loadHeldOutSplit } from './held-out';
 export { prepareSplits, type PreparedSplits } from './prepare-splits';
+export { peekImageShape, type ImageShape } from './image-shape';
 export { encodePngGrid, writePngGrid, type PngGridOptions } from './png-grid';
 export { toFloatRange, toUint8Range } from './pixel-range';
 export type { DatasetFormat, DatasetSplit, ImageDataset } from './types';

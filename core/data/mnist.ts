@@ -59,13 +59,28 @@ const SPLIT_PREFIXES: Record<DatasetSplit, string[]> = {
   all: ['train', 't10k'],
 };
 
+/** The images file of one split among a directory's files; the raw one when a .gz copy sits beside it. */
+function imagesNameFor(files: readonly string[], prefix: string): string | undefined {
+  const candidates = files.filter((name) => imagesSplitPrefix(name) === prefix);
+  return candidates.find((name) => !/\.gz$/i.test(name)) ?? candidates[0];
+}
+
+/** The first images file a load of `split` reads (the source itself when it is a file). */
+export async function firstMnistImagesFile(source: string, split: DatasetSplit): Promise<string | undefined> {
+  if ((await pathKind(source)) !== 'directory') return source;
+  const { files } = await listDirectory(source);
+  for (const prefix of SPLIT_PREFIXES[split]) {
+    const name = imagesNameFor(files, prefix);
+    if (name !== undefined) return join(source, name);
+  }
+  return undefined;
+}
+
 async function loadFromDirectory(dir: string, split: DatasetSplit): Promise<ImageBatch> {
   const { files } = await listDirectory(dir);
   const parts: NamedBatch[] = [];
   for (const prefix of SPLIT_PREFIXES[split]) {
-    // Prefer the raw file when both it and a .gz copy are present: same data, no inflating.
-    const candidates = files.filter((name) => imagesSplitPrefix(name) === prefix);
-    const imagesName = candidates.find((name) => !/\.gz$/i.test(name)) ?? candidates[0];
+    const imagesName = imagesNameFor(files, prefix);
     if (imagesName === undefined) continue;
     const imagesFile = join(dir, imagesName);
     const labelsName = findLabelsFile(imagesName, files);

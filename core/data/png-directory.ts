@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { PNG } from 'pngjs';
 
 import { DatasetError, describeError } from './errors';
+import { readRawHead } from './file-bytes';
 import { checkImageSide } from './limits';
 import { listDirectory } from './paths';
 import type { ImageBatch } from './types';
@@ -20,15 +21,39 @@ interface CompactImage {
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
+/** Bytes up to and including IHDR's colour type. */
+const PNG_HEAD_BYTES = 26;
+
 /**
- * Width and height from the IHDR chunk, which the format requires first, right after the signature:
- * known from 24 bytes, before anything is inflated. Null when the file does not start that way (the
- * decoder then says what is wrong).
+ * Width, height and whether it is colour, from the IHDR chunk, which the format requires first, right
+ * after the signature: known from 26 bytes, before anything is inflated. Null when the file does not
+ * start that way (the decoder then says what is wrong).
  */
-function declaredPngSize(bytes: Buffer): { width: number; height: number } | null {
-  if (bytes.length < 24 || !bytes.subarray(0, 8).equals(PNG_SIGNATURE)) return null;
+function declaredPngSize(bytes: Buffer): { width: number; height: number; color: boolean } | null {
+  if (bytes.length < PNG_HEAD_BYTES || !bytes.subarray(0, 8).equals(PNG_SIGNATURE)) return null;
   if (bytes.toString('latin1', 12, 16) !== 'IHDR') return null;
-  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+  // Colour types 0 and 4 are gray (with or without alpha); palettes count as colour, as in decodePng.
+  const colorType = bytes[25];
+  return {
+    width: bytes.readUInt32BE(16),
+    height: bytes.readUInt32BE(20),
+    color: colorType !== 0 && colorType !== 4,
+  };
+}
+
+/**
+ * The image size of a PNG directory from its first image's header, without decoding anything:
+ * channels is 3 when that image is colour, and null when it is gray (the dataset is 1-channel only if
+ * every image is gray).
+ */
+export async function peekPngDirectory(
+  dir: string,
+): Promise<{ height: number; width: number; channels: number | null }> {
+  const first = (await listDirectory(dir)).files.find(isPngName);
+  if (first === undefined) throw new DatasetError(dir, 'empty dataset: directory has no .png files');
+  const size = declaredPngSize(await readRawHead(join(dir, first), PNG_HEAD_BYTES));
+  if (!size) throw new DatasetError(join(dir, first), 'unreadable PNG: no PNG header');
+  return { height: size.height, width: size.width, channels: size.color ? 3 : null };
 }
 
 function decodePng(file: string, bytes: Buffer): { png: PNG; gray: boolean } {

@@ -3,7 +3,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { datasetFingerprint, readShardedSplit, type ShardManifest, type ShardedImages } from '../data';
 import type { RunConfig } from '../presets';
 import { Purpose, Rng, hashKey } from '../rng';
-import { classifierPrefix, evalMetricsKey, referenceStatsPrefix, siblingKey } from '../run-layout';
+import { runKeys, sharedKeys, siblingKey } from '../store-layout';
 import { epsModelFromWeights, generateImages } from '../sampling';
 import { noiseScheduleFor } from '../train/trainer';
 import { bitsPerDim } from './bits-per-dim';
@@ -145,7 +145,7 @@ async function ensureClassifier(
   splits: Splits,
   progress: (p: EvalProgress) => Promise<void> | void,
 ): Promise<{ classifier: QualityClassifier; info: ClassifierInfo }> {
-  const prefix = classifierPrefix(splits.fingerprint);
+  const prefix = sharedKeys.classifier(splits.fingerprint);
   const infoBytes = await store.tryGet(`${prefix}info.json`);
   if (infoBytes) {
     const info = JSON.parse(Buffer.from(infoBytes).toString('utf8')) as ClassifierInfo;
@@ -254,7 +254,7 @@ export async function evaluateCheckpoint(
       seed,
       sampler: settings.sampler,
       batchSize: settings.batchSize,
-      onProgress: (done, total) => progress({ phase: 'sampling', done, total }),
+      onProgress: (p) => progress({ phase: 'sampling', done: p.imagesDone, total: p.imagesTotal }),
     });
     const samples = { pixels, count: settings.samples, height: s, width: s, channels: c };
 
@@ -266,7 +266,7 @@ export async function evaluateCheckpoint(
           const referenceSplit = splits.heldOut ? 'test' : 'train';
           const reference = await cachedReferenceStats(
             store,
-            `${classifierPrefix(splits.fingerprint)}reference-${referenceSplit}/`,
+            `${sharedKeys.classifier(splits.fingerprint)}reference-${referenceSplit}/`,
             { split: referenceSplit, images: splits.heldOut?.count ?? splits.manifest.count },
             async () => (await classifier.run(splits.heldOut ?? (await splits.train()))).features,
           );
@@ -275,7 +275,7 @@ export async function evaluateCheckpoint(
           const fid = await frechetDistance(reference.stats, await statsOf(features), reference.sqrtCov);
           const summary = summarizePredictions(probs, classifier.classes, CONFIDENCE_THRESHOLD);
           const details = {
-            classifier: `${classifierPrefix(splits.fingerprint)}model.json`,
+            classifier: `${sharedKeys.classifier(splits.fingerprint)}model.json`,
             classifierHeldOutAccuracy: info.heldOutAccuracy,
             featureDim: classifier.featureDim,
             referenceSplit,
@@ -320,7 +320,7 @@ export async function evaluateCheckpoint(
       const referenceImages = settings.referenceImages;
       const reference = await cachedReferenceStats(
         store,
-        referenceStatsPrefix(
+        sharedKeys.referenceStats(
           splits.fingerprint,
           extractor.id,
           `train${referenceImages ? `-${referenceImages}` : ''}`,
@@ -374,7 +374,7 @@ export async function evaluateCheckpoint(
     }
   }
 
-  const key = evalMetricsKey(target.runId, target.step, evaluationId(settings, seed, extractor?.id ?? null));
+  const key = runKeys.evalMetrics(target.runId, target.step, evaluationId(settings, seed, extractor?.id ?? null));
   await store.put(key, records.map((r) => JSON.stringify(r) + '\n').join(''));
   return { key, records, summary: summarize(target.step, key, records, skipped), classifier: classifierInfo };
 }

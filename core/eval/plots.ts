@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as echarts from 'echarts';
 import { Resvg, initWasm } from '@resvg/resvg-wasm';
-import { evalMetricsPrefix, isTrainMetricsKey, plotKeys, trainMetricsPrefix } from '../run-layout';
+import { isTrainMetricsKey, runKeys } from '../store-layout';
 import type { MetricRecord } from './evaluate';
 
 /**
@@ -44,7 +44,7 @@ function jsonLines<T>(bytes: Uint8Array): T[] {
 }
 
 export async function readRunHistory(store: HistoryObjects, runId: string): Promise<RunHistory> {
-  const trainKeys = (await store.list(trainMetricsPrefix(runId))).filter(isTrainMetricsKey);
+  const trainKeys = (await store.list(runKeys.metricsPrefix(runId))).filter(isTrainMetricsKey);
   const byStep = new Map<number, TrainPoint>();
   for (const key of trainKeys) {
     for (const p of jsonLines<TrainPoint>(await store.get(key))) {
@@ -52,7 +52,7 @@ export async function readRunHistory(store: HistoryObjects, runId: string): Prom
     }
   }
   const evals: MetricRecord[] = [];
-  for (const key of await store.list(evalMetricsPrefix(runId))) {
+  for (const key of await store.list(runKeys.evalMetricsPrefix(runId))) {
     if (key.endsWith('.jsonl')) evals.push(...jsonLines<MetricRecord>(await store.get(key)));
   }
   evals.sort((a, b) => a.step - b.step || a.evaluatedAt.localeCompare(b.evaluatedAt));
@@ -248,7 +248,7 @@ export async function regeneratePlots(
 ): Promise<{ png: string; html: string; history: RunHistory }> {
   const history = await readRunHistory(store, runId);
   const svg = renderSvg(history);
-  const keys = plotKeys(runId);
+  const keys = runKeys.plots(runId);
   await store.put(keys.png, await svgToPng(svg));
   await store.put(keys.html, renderHtml(history, svg));
   return { ...keys, history };

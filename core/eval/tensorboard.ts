@@ -2,7 +2,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nativeModule } from '../backend/candidates/tensorflow';
-import { tensorboardEventsKey, tensorboardPrefix } from '../run-layout';
+import { runKeys } from '../store-layout';
 import type { MetricRecord } from './evaluate';
 import type { RunHistory, TrainPoint } from './plots';
 
@@ -67,7 +67,7 @@ const evalScalars = (records: MetricRecord[]): Scalar[] =>
  */
 export async function writeTensorboardEvents(store: EventObjects, history: RunHistory): Promise<number> {
   if (!tensorboardAvailable()) return 0;
-  const existing = new Set(await store.list(tensorboardPrefix(history.runId)));
+  const existing = new Set(await store.list(runKeys.tensorboardPrefix(history.runId)));
   let written = 0;
   const emit = async (key: string, scalars: Scalar[]) => {
     if (existing.has(key) || scalars.length === 0) return;
@@ -79,9 +79,9 @@ export async function writeTensorboardEvents(store: EventObjects, history: RunHi
   let from = 0;
   for (const step of evalSteps) {
     const points = history.train.filter((p) => p.step > from && p.step <= step);
-    await emit(tensorboardEventsKey(history.runId, step, 'a-train'), trainScalars(points));
+    await emit(runKeys.tensorboardEvents(history.runId, step, 'a-train'), trainScalars(points));
     const records = history.evals.filter((r) => r.step === step);
-    await emit(tensorboardEventsKey(history.runId, step, `b-eval-${records.length}`), evalScalars(records));
+    await emit(runKeys.tensorboardEvents(history.runId, step, `b-eval-${records.length}`), evalScalars(records));
     from = step;
   }
   return written;
