@@ -5,6 +5,7 @@ import type { SampleChunkHeartbeat, SampleChunkInput, SampleChunkResult } from '
 import { samplingWeights } from './sample-weights';
 import { ensureBackend, storeFor, withHeartbeats, yieldToEventLoop } from './runtime';
 import { asActivityFailure } from './failures';
+import { slowSamplingFault } from './fault-injection';
 
 /**
  * Samples one chunk of a sample set from a checkpoint's EMA weights into the store (its PNGs, raw bytes
@@ -51,6 +52,7 @@ export async function sampleChunk(input: SampleChunkInput): Promise<SampleChunkR
           beat.imagesPerSec = beat.imagesDone / Math.max((performance.now() - started) / 1000, 1e-9);
           if (p.imagesDone === p.imagesTotal) beat.phase = 'writing';
           ctx.heartbeat(beat);
+          await slowSamplingFault();
           await yieldToEventLoop();
           if (ctx.cancellationSignal.aborted) throw new CancelledFailure('sampling cancelled');
         },

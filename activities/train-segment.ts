@@ -13,7 +13,7 @@ import type {
   TrainSegmentResult,
 } from '../workflows/api';
 import { asAttemptFailure, groupReducer, joinSlotGroup } from './data-parallel';
-import { checkpointFaultHook } from './fault-injection';
+import { checkpointFaultHook, holdAfterStepFault } from './fault-injection';
 import { asActivityFailure } from './failures';
 import { keepTrainedState, takeTrainedState } from './trained-state';
 import {
@@ -176,6 +176,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         Object.assign(beat, { step: r.step, loss: r.loss, imagesPerSec: images / trainSeconds });
         ctx.heartbeat(beat);
         if (r.step % every === 0 || r.step === targetStep) await save(trainer);
+        await holdAfterStepFault(r.step, ctx.cancellationSignal, () => ctx.heartbeat(beat));
       }
     } catch (err) {
       // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.

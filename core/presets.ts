@@ -15,6 +15,8 @@ export const TrainConfigSchema = z
     microBatchSize: z.number().int().positive(),
     learningRate: z.number().positive(),
     warmupSteps: z.number().int().min(0),
+    /** 'cosine': decay the learning rate to 0 at totalSteps after warmup (core/train/optimizer.ts); absent: constant. */
+    lrDecay: z.literal('cosine').optional(),
     gradClipNorm: z.number().positive(),
     emaDecay: z.number().min(0).max(1),
     /** Ramp the EMA decay up over the first steps (core/train/optimizer.ts emaDecayAt); absent means off. */
@@ -138,6 +140,7 @@ export const PRESETS = {
       microBatchSize: 32,
       learningRate: 1e-3,
       warmupSteps: 100,
+      lrDecay: 'cosine',
       emaDecay: 0.995,
       emaWarmup: true,
       randomFlip: false,

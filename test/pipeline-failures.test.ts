@@ -15,7 +15,6 @@ import {
   PipelineHarness,
   microConfig,
   sameBits,
-  sleep,
   uninterruptedParams,
   writeMicroDataset,
 } from './helpers/pipeline';
@@ -24,6 +23,11 @@ jest.setTimeout(300_000);
 
 const TOTAL = 60;
 const EVERY = 20;
+// Where a trainer stops stepping (and keeps heartbeating) until its segment is cancelled, so a pause,
+// cancel or kill lands mid-segment however fast the machine is.
+const HOLD = EVERY + 5;
+const holding = { DDPM_FAULT_INJECTION: `hold-after-step:${HOLD}` };
+const holdLog = `fault injection: holding after step ${HOLD}`;
 let h: PipelineHarness;
 let dataset: string;
 let reference: Float32Array;
@@ -49,11 +53,10 @@ test('a trainer SIGKILLed mid-segment is replaced and the run ends with the unin
   const runId = 'kill-mid-segment';
   const storeDir = join(h.workdir, 'store-kill');
   const store = new LocalDirStore(storeDir);
-  const first = h.spawnTrainer();
+  const first = h.spawnTrainer(holding);
   await first.ready();
   const handle = await h.startRun(h.input(runId, storeDir, dataset, config, EVERY));
-  await h.waitFor('the first checkpoint', () => store.exists(manifestKey(runId, EVERY)));
-  await sleep(1500); // a few steps into the second segment
+  await h.waitFor('the trainer a few steps into the second segment', async () => first.log.includes(holdLog));
   await first.kill('SIGKILL');
   const killedAt = Date.now();
   const nextCheckpointExisted = await store.exists(manifestKey(runId, 2 * EVERY));
@@ -100,19 +103,17 @@ test('pause checkpoints mid-segment; a corrupted newest checkpoint is detected b
   const storeDir = join(h.workdir, 'store-corrupt');
   const store = new LocalDirStore(storeDir);
   const repo = new CheckpointRepository(store, runId);
-  const first = h.spawnTrainer();
+  const first = h.spawnTrainer(holding);
   await first.ready();
   const handle = await h.startRun(h.input(runId, storeDir, dataset, config, EVERY));
-  await h.waitFor('the first checkpoint', () => store.exists(manifestKey(runId, EVERY)));
-  await sleep(1000);
+  await h.waitFor('the trainer a few steps into the second segment', async () => first.log.includes(holdLog));
   await handle.signal(pauseSignal);
   const paused = await h.waitFor('the run to pause', async () => {
     const s = await h.status(handle);
     return s.phase === 'paused' ? s : null;
   });
   const newest = (await repo.listSteps())[0];
-  expect(newest).toBeGreaterThan(EVERY); // the pause wrote its own checkpoint mid-segment
-  expect(newest).toBeLessThan(2 * EVERY);
+  expect(newest).toBe(HOLD); // the pause wrote its own checkpoint mid-segment
   // The run reports the step the trainer stopped and checkpointed at, not the segment's start.
   expect(paused.step).toBe(newest);
   expect(paused.note).toBe(`paused at step ${newest}; signal 'resume' to continue`);
@@ -160,18 +161,16 @@ test('cancel stops the run with a consistent checkpoint and marks it cancelled; 
   const runId = 'cancelled-run';
   const storeDir = join(h.workdir, 'store-cancel');
   const store = new LocalDirStore(storeDir);
-  const trainer = h.spawnTrainer();
+  const trainer = h.spawnTrainer(holding);
   await trainer.ready();
   const handle = await h.startRun(h.input(runId, storeDir, dataset, config, EVERY));
-  await h.waitFor('the first checkpoint', () => store.exists(manifestKey(runId, EVERY)));
-  await sleep(1000);
+  await h.waitFor('the trainer a few steps into the second segment', async () => trainer.log.includes(holdLog));
   await handle.cancel();
   await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
   const resume = await new CheckpointRepository(store, runId).newestValid(config);
   expect(resume?.skipped).toEqual([]);
   const stoppedAt = resume?.checkpoint.state.step;
-  expect(stoppedAt).toBeGreaterThan(EVERY);
-  expect(stoppedAt).toBeLessThan(2 * EVERY);
+  expect(stoppedAt).toBe(HOLD);
   const described = await handle.describe();
   expect(described.status.name).toBe('CANCELLED');
   expect(described.searchAttributes.DdpmStatus).toEqual(['cancelled']);

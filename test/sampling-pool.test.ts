@@ -56,7 +56,10 @@ beforeAll(async () => {
   ema = state.ema;
   await new CheckpointRepository(store, RUN).save(state, config);
   trainer.dispose();
-  trainers = [h.spawnTrainer(), h.spawnTrainer()];
+  // Each denoising step made 50 ms longer, so a chunk lasts long enough (5 s and more) for its progress
+  // heartbeats to be seen and for its trainer to be killed mid-way, however fast the machine is.
+  const slow = { DDPM_FAULT_INJECTION: 'slow-sampling:50' };
+  trainers = [h.spawnTrainer(slow), h.spawnTrainer(slow)];
   await Promise.all(trainers.map((t) => t.ready()));
 });
 
@@ -75,7 +78,8 @@ function request(overrides: Partial<SampleImagesInput> = {}): SampleImagesInput 
     batch: 2,
     chunkImages: 2,
     backend: 'tensorflow',
-    heartbeatSeconds: 5,
+    // The SDK sends heartbeats at most every 0.8 x this: several times in a chunk of 5 s.
+    heartbeatSeconds: 3,
     ...overrides,
   };
 }

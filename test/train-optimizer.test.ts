@@ -1,4 +1,10 @@
-import { applyUpdate, emaDecayAt, initialTrainState, OptimizerHyperparams } from '../core/train/optimizer';
+import {
+  applyUpdate,
+  emaDecayAt,
+  initialTrainState,
+  learningRateAt,
+  OptimizerHyperparams,
+} from '../core/train/optimizer';
 
 const hyper: OptimizerHyperparams = {
   learningRate: 1e-2,
@@ -8,7 +14,32 @@ const hyper: OptimizerHyperparams = {
   adamBeta2: 0.999,
   adamEpsilon: 1e-8,
   emaDecay: 0.995,
+  totalSteps: 1000,
 };
+
+describe('learning rate', () => {
+  const h = { ...hyper, learningRate: 1e-3, warmupSteps: 100, totalSteps: 1100 };
+
+  it('warms up linearly, then stays constant without a decay', () => {
+    expect(learningRateAt(0, h)).toBeCloseTo(1e-5, 15);
+    expect(learningRateAt(49, h)).toBeCloseTo(5e-4, 15);
+    expect([99, 100, 1099, 5000].map((s) => learningRateAt(s, h))).toEqual([1e-3, 1e-3, 1e-3, 1e-3]);
+  });
+
+  it('with a cosine decay: the same warmup, then a half cosine that reaches 0 just past the last step', () => {
+    const c = { ...h, lrDecay: 'cosine' as const };
+    expect(learningRateAt(49, c)).toBe(learningRateAt(49, h));
+    expect(learningRateAt(99, c)).toBe(1e-3);
+    // Half-way through the 1000 steps after warmup (span 1001 counting the step past the end).
+    expect(learningRateAt(99 + 500, c)).toBeCloseTo(1e-3 * 0.5 * (1 + Math.cos((Math.PI * 500) / 1001)), 15);
+    const last = learningRateAt(1099, c);
+    expect(last).toBeGreaterThan(0);
+    expect(last).toBeLessThan(1e-8);
+    expect(learningRateAt(5000, c)).toBe(0);
+    const rates = Array.from({ length: 1000 }, (_, i) => learningRateAt(100 + i, c));
+    expect(rates.every((r, i) => i === 0 || r < rates[i - 1])).toBe(true);
+  });
+});
 
 describe('EMA decay', () => {
   it('is the configured constant without warmup', () => {

@@ -1,5 +1,5 @@
 /**
- * Adam with linear warmup, global-norm gradient clipping and an EMA of the weights, on flat fp32 buffers
+ * Adam with linear warmup (and an optional cosine decay), global-norm gradient clipping and an EMA of the weights, on flat fp32 buffers
  * in JS: the reference for the device-resident update (device-state.ts), which does the same arithmetic
  * as tensor ops where the state lives on the backend. The state is one buffer per quantity, the
  * checkpoint format.
@@ -7,6 +7,10 @@
 export interface OptimizerHyperparams {
   learningRate: number;
   warmupSteps: number;
+  /** 'cosine': after warmup, decay the learning rate to 0 at totalSteps along a half cosine. Absent: constant. */
+  lrDecay?: 'cosine';
+  /** The run's length: where a decay ends. */
+  totalSteps: number;
   gradClipNorm: number;
   adamBeta1: number;
   adamBeta2: number;
@@ -37,10 +41,16 @@ export function initialTrainState(params: Float32Array): TrainState {
 
 export function learningRateAt(
   step: number,
-  h: Pick<OptimizerHyperparams, 'learningRate' | 'warmupSteps'>,
+  h: Pick<OptimizerHyperparams, 'learningRate' | 'warmupSteps' | 'lrDecay' | 'totalSteps'>,
 ): number {
   // The reference warms up as lr * min(step / warmup, 1) with step counted from 1 for the first update.
-  return h.warmupSteps > 0 ? h.learningRate * Math.min((step + 1) / h.warmupSteps, 1) : h.learningRate;
+  if (h.warmupSteps > 0 && step + 1 < h.warmupSteps) return (h.learningRate * (step + 1)) / h.warmupSteps;
+  if (h.lrDecay !== 'cosine') return h.learningRate;
+  // Short runs end sharper with the step size annealed (SGDR, nanoGPT). The last update (step
+  // totalSteps - 1) still moves the weights a little: the decay reaches 0 one step past the run.
+  const span = Math.max(h.totalSteps - h.warmupSteps, 0) + 1;
+  const progress = Math.min(Math.max(step + 1 - h.warmupSteps, 0) / span, 1);
+  return h.learningRate * 0.5 * (1 + Math.cos(Math.PI * progress));
 }
 
 /**
