@@ -56,6 +56,18 @@ const SCENARIOS: Record<string, Scenario> = {
       return handle;
     },
   },
+  'in-run-evaluation': {
+    description: 'one trainer, evaluations (bits/dim) at step 2 and at the end beside training',
+    async run(h, dataset) {
+      const runId = 'replay-in-run-evaluation';
+      const handle = await h.startRun({
+        ...h.input(runId, join(h.workdir, runId), dataset, microConfig(4), 2),
+        evaluation: { every: 2, metrics: ['bpd'], bpdImages: 4, bpdTimesteps: 2 },
+      });
+      await handle.result();
+      return handle;
+    },
+  },
   'pause-resume': {
     description: 'paused mid-segment (the trainer checkpoints before acknowledging), then resumed',
     async run(h, dataset) {

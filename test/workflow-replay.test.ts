@@ -54,6 +54,7 @@ test('the fixtures cover every recorded scenario', () => {
       'cancel',
       'continue-as-new',
       'data-parallel-lost-worker',
+      'in-run-evaluation',
       'pause-resume',
       'single-worker',
     ]),
@@ -91,6 +92,21 @@ test('the failure budget is replayed from a run that spent it (its patch marker 
   expect(spent.length).toBe(1);
   expect(patchIds(spent[0].history)).toContain('failure-budget');
 });
+
+test('in-run evaluation is replayed from a run that evaluated (its patch marker and activities recorded)', () => {
+  const evaluated = fixtures.filter((f) => f.scenario === 'in-run-evaluation');
+  expect(evaluated.length).toBe(1);
+  expect(patchIds(evaluated[0].history)).toContain('in-run-evaluation');
+  const events = (evaluated[0].history as { events: ActivityScheduled[] }).events;
+  const evaluations = events.filter(
+    (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'evaluate',
+  );
+  expect(evaluations.length).toBe(2);
+  // Histories recorded before the patch never scheduled one: they replay down the old path.
+  const older = fixtures.filter((f) => !patchIds(f.history).includes('in-run-evaluation'));
+  expect(older.length).toBeGreaterThan(0);
+});
+type ActivityScheduled = { activityTaskScheduledEventAttributes?: { activityType?: { name?: string } } };
 
 test('every recorded history replays on the current workflow code without nondeterminism', async () => {
   const results = await replayAll(bundle);
