@@ -16,7 +16,8 @@ import {
 } from '../core/eval/settings';
 import type { FeatureExtractor } from '../core/eval/feature-extractor';
 import path from 'node:path';
-import { isEmbeddedSource, prepareSplits } from '../core/data';
+import { isEmbeddedSource, parseShardManifest, prepareSplits } from '../core/data';
+import { existsSync } from 'node:fs';
 import { runKeys } from '../core/store-layout';
 import { localCopyOf } from '../activities/runtime';
 import { openStore } from '../store';
@@ -183,15 +184,29 @@ runCli(async () => {
   }
   const { state, config } = loaded;
   const datasetKey = runKeys.datasetManifest(o.runId);
-  if (!(await store.exists(datasetKey))) {
-    if (!o.dataset) {
+  const prepared = await store.tryGet(datasetKey);
+  // Runs prepared by versions before held-out splits and labels were kept (the manifest has no `heldOut`)
+  // get them from their recorded source (or --dataset), so they can be scored like new runs.
+  const manifest = prepared ? parseShardManifest(prepared, `${store.uri}/${datasetKey}`) : null;
+  const older = manifest !== null && manifest.heldOut === undefined;
+  const upgradeFrom = o.dataset ?? (older && isReadableSource(manifest.source) ? manifest.source : undefined);
+  if (older && !upgradeFrom) {
+    log(
+      `run ${o.runId}'s prepared dataset predates labels and held-out splits: pass --dataset with its source ` +
+        'for the classifier score and held-out bits/dim',
+    );
+  }
+  if (!prepared || (older && upgradeFrom)) {
+    if (!upgradeFrom) {
       throw new UsageError(
         `run ${o.runId} has no prepared dataset in ${store.uri} (${datasetKey}): pass --dataset with its source`,
       );
     }
-    log(`preparing ${o.dataset} into ${store.uri}/${datasetKey} (training and held-out splits)`);
+    log(`preparing ${upgradeFrom} into ${store.uri}/${datasetKey} (training and held-out splits)`);
     const source =
-      isEmbeddedSource(o.dataset) || o.dataset.startsWith('s3://') ? o.dataset : path.resolve(o.dataset);
+      isEmbeddedSource(upgradeFrom) || upgradeFrom.startsWith('s3://')
+        ? upgradeFrom
+        : path.resolve(upgradeFrom);
     const local = await localCopyOf(source);
     try {
       await prepareSplits(
@@ -272,3 +287,8 @@ runCli(async () => {
     extractor?.dispose();
   }
 });
+
+/** A recorded dataset source this process can read again without being told where it is. */
+function isReadableSource(source: string): boolean {
+  return isEmbeddedSource(source) || (path.isAbsolute(source) && existsSync(source));
+}

@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -478,6 +479,31 @@ test('evaluate scores the finished run from the dataset it prepared', async () =
   expect(evaluated.stdout).toMatch(/class histogram: 0:\d+ 1:\d+/);
   expect(evaluated.stdout).toContain(`plots:   file://${store}/e2e/plots/index.html`);
   expect(existsSync(path.join(store, 'e2e', 'plots', 'metrics.png'))).toBe(true);
+}, 240_000);
+
+test('evaluate scores a run prepared by an older version (no labels, no held-out split) from its recorded source', async () => {
+  // The e2e run as a version before labels and held-out splits were kept would have left it.
+  cpSync(path.join(store, 'e2e'), path.join(store, 'e2e-old'), { recursive: true });
+  const manifestPath = path.join(store, 'e2e-old', 'dataset', 'manifest.json');
+  const { labels: _labels, heldOut: _heldOut, ...older } = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  writeFileSync(manifestPath, JSON.stringify(older));
+  const args = [
+    '--run-id',
+    'e2e-old',
+    '--store',
+    store,
+    '--metrics',
+    'score',
+    '--samples',
+    '8',
+    '--steps',
+    '2',
+  ];
+  const evaluated = await cli('evaluate', [...args, '--backend', 'tensorflow']);
+  expectSuccess(evaluated);
+  expect(evaluated.stderr).toContain(`preparing ${dataset} into ${store}/e2e-old/dataset/manifest.json`);
+  expect(evaluated.stdout).toMatch(/classifier FID: [\d.]+ \(built-in classifier/);
+  expect(JSON.parse(readFileSync(manifestPath, 'utf8')).labels).toBeDefined();
 }, 240_000);
 
 test("sample --on-pool runs on the run's trainer pool through Temporal; repeated, it reuses the chunk", async () => {
