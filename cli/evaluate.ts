@@ -19,7 +19,7 @@ import path from 'node:path';
 import { isEmbeddedSource, prepareSplits } from '../core/data';
 import { runKeys } from '../core/store-layout';
 import { localCopyOf } from '../activities/runtime';
-import { openStore } from '../store';
+import { isS3Uri, openStore } from '../store';
 import { loadExtractor, refreshRunReports } from '../activities/evaluate';
 import { UsageError, runCli } from './errors';
 import { nonNegativeInt, positiveInt } from './options';
@@ -190,8 +190,7 @@ runCli(async () => {
       );
     }
     log(`preparing ${o.dataset} into ${store.uri}/${datasetKey} (training and held-out splits)`);
-    const source =
-      isEmbeddedSource(o.dataset) || o.dataset.startsWith('s3://') ? o.dataset : path.resolve(o.dataset);
+    const source = isEmbeddedSource(o.dataset) || isS3Uri(o.dataset) ? o.dataset : path.resolve(o.dataset);
     const local = await localCopyOf(source);
     try {
       await prepareSplits(

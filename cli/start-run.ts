@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { isEmbeddedSource } from '../core/data';
+import { isS3Uri } from '../store';
 import { DEFAULT_PRESET, presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
@@ -178,7 +179,7 @@ function evaluationFrom(o: Options): TrainingRunInput['evaluation'] {
     ...(o.evalSamples !== undefined && { samples: o.evalSamples }),
     ...(o.extractor !== undefined && {
       metrics: ['bpd', 'score', 'fid'],
-      extractor: { uri: o.extractor.startsWith('s3://') ? o.extractor : path.resolve(o.extractor) },
+      extractor: { uri: isS3Uri(o.extractor) ? o.extractor : path.resolve(o.extractor) },
     }),
   };
   return Object.keys(plan).length > 0 ? plan : undefined;
@@ -218,14 +219,14 @@ async function runInputFrom(o: Options, localCoordinator: string | null): Promis
   const storeUri = absoluteStoreUri(o.store);
   const runId = o.runId ?? defaultRunId(o.preset);
   // What can be checked before the run starts is checked here (cli/preflight.ts), not found by a worker.
-  if (dataset.startsWith('s3://')) {
+  if (isS3Uri(dataset)) {
     await checkS3Dataset(dataset);
   } else {
     // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
     if (!isEmbeddedSource(dataset)) dataset = path.resolve(dataset);
     await checkDatasetFits(dataset, config);
   }
-  if (storeUri.startsWith('s3://')) await checkS3Store(storeUri, runId);
+  if (isS3Uri(storeUri)) await checkS3Store(storeUri, runId);
   const checkpointEvery =
     o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
   return parseRunInput({
