@@ -2,7 +2,7 @@ import { Context } from '@temporalio/activity';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { BackendInfo, BackendName, initBackend } from '../core/backend';
+import { BackendChoice, BackendInfo, initBackend } from '../core/backend';
 import { DatasetError, ShardedImages, joinShards, parseShardManifest } from '../core/data';
 
 import { ObjectStore, isS3Uri, openStore, parseS3Uri } from '../store';
@@ -39,7 +39,7 @@ export function log(line: string): void {
   Context.current().log.info(line);
 }
 
-export async function ensureBackend(requested: BackendName | 'auto'): Promise<BackendInfo> {
+export async function ensureBackend(requested: BackendChoice): Promise<BackendInfo> {
   if (backend && (requested === 'auto' || requested === backend.name)) return backend;
   backend = await initBackend(requested, (line) => log(line));
   return backend;

@@ -5,6 +5,7 @@
  *   npm run evaluate -- --run-id ID [--checkpoint STEP] [--metrics bpd,fid,score] [--samples N] [--extractor PATH|s3://]
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { evaluateCheckpoint, type EvalProgress, type MetricRecord } from '../core/eval/evaluate';
 import { initBackend } from '../core/backend';
 import { CheckpointRepository } from '../core/checkpoint/repository';
@@ -24,7 +25,7 @@ import { loadExtractor, refreshRunReports } from '../activities/evaluate';
 import { UsageError, runCli } from './errors';
 import { nonNegativeInt, positiveInt } from './options';
 import { progressLine, type ProgressLine } from './progress';
-import { BACKENDS, absoluteStoreUri, objectUri, runIdOption } from './run-input';
+import { absoluteStoreUri, objectUri, runIdOption } from './run-input';
 
 function metricList(value: string): MetricName[] {
   const names = value.split(',').map((s) => s.trim());
@@ -96,7 +97,7 @@ const program = new Command('evaluate')
     "the run's dataset source, for runs whose store holds no prepared dataset (e.g. trained with 'npm run train')",
   )
   .option('--batch <n>', 'images per model call', positiveInt, EVALUATION_DEFAULTS.batchSize)
-  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKENDS).default('auto'))
+  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto'))
   .option('--json', 'print the metric records as JSON lines instead of a summary')
   .addHelpText(
     'after',
@@ -128,7 +129,7 @@ interface Options {
   referenceImages?: number;
   dataset?: string;
   batch: number;
-  backend: (typeof BACKENDS)[number];
+  backend: BackendChoice;
   json?: boolean;
 }
 

@@ -1,12 +1,11 @@
 import path from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
+import { BACKEND_CHOICES } from '../core/backend/names';
 import { METRIC_NAMES, type MetricName } from '../core/eval/settings';
 import { RunConfigSchema } from '../core/presets';
 import type { TrainingRunInput } from '../workflows/api';
 import { RunIdSchema } from './options';
-
-export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 
 const positiveInt = z.number().int().positive();
 
@@ -116,7 +115,7 @@ export const TrainingRunInputSchema = z
         segmentHours: z.number().positive(),
       })
       .strict(),
-    backend: z.enum(BACKENDS),
+    backend: z.enum(BACKEND_CHOICES),
     microBatchSize: positiveInt.optional(),
     parallel: ParallelSchema.optional(),
     evaluation: EvaluationPlanSchema.optional(),

@@ -5,6 +5,7 @@
  *   npm run start-run -- --preset cifar10 [--dataset PATH|s3://...] [--store DIR|s3://...] [--run-id ID]
  */
 import path from 'node:path';
+import { BACKEND_CHOICES } from '../core/backend/names';
 import { Command, Option } from 'commander';
 import { isEmbeddedSource } from '../core/data';
 import { isS3Uri } from '../store';
@@ -23,7 +24,7 @@ import {
   resolveRunConfig,
 } from './options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
-import { BACKENDS, absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
+import { absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
 import { resultLines } from './run-report';
 import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
@@ -55,7 +56,9 @@ const program = addConfigOverrideOptions(
     )
     .option('--run-id <id>', 'run to start or re-attach to (default: <preset>-<timestamp>)', runIdOption)
     .addOption(
-      new Option('--backend <name>', 'TF.js backend of the trainers').choices(BACKENDS).default('auto'),
+      new Option('--backend <name>', 'TF.js backend of the trainers')
+        .choices(BACKEND_CHOICES)
+        .default('auto'),
     ),
 )
   .option(

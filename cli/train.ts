@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { initBackend } from '../core/backend';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { presetNames } from '../core/presets';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { openStore } from '../store';
@@ -31,11 +32,7 @@ const program = addConfigOverrideOptions(
     )
     .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
     .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)', runIdOption)
-    .addOption(
-      new Option('--backend <name>', 'TF.js backend')
-        .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
-        .default('auto'),
-    ),
+    .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto')),
 )
   .option(
     '--checkpoint-every <n>',
@@ -55,7 +52,7 @@ interface Options extends ConfigOverrides {
   dataset?: string;
   store: string;
   runId?: string;
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   checkpointEvery?: number;
   sampleEvery?: number;
   samples: number;

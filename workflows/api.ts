@@ -5,6 +5,7 @@
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { BackendChoice } from '../core/backend/names';
 import { NON_RETRYABLE_ERROR_TYPES } from '../core/errors';
 import type { RunConfig } from '../core/presets';
 import type {
@@ -62,7 +63,7 @@ export interface TrainingRunInput {
   schedule: RunSchedule;
   timeouts: Timeouts;
   /** TF.js backend the trainers use ('auto' picks the fastest available on each worker). */
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   /** Micro-batch override (memory); unset uses the backend's default. */
   microBatchSize?: number;
   /** Data-parallel training over several trainer slots; unset: one trainer on the shared queue. */
