@@ -2,6 +2,7 @@ import { CancelledFailure, Context } from '@temporalio/activity';
 import type { CheckpointManifest } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import { runKeys } from '../core/store-layout';
+import { nextCheckpointStep } from '../core/train/checkpoint-schedule';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { Trainer } from '../core/train/trainer';
 import { CoordinatorError, Group } from '../coordinator/api';
@@ -81,7 +82,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     const targetStep =
       resumedFromStep < input.targetStep
         ? input.targetStep
-        : Math.min(input.config.train.totalSteps, (Math.floor(resumedFromStep / every) + 1) * every);
+        : nextCheckpointStep(resumedFromStep, every, input.config.train.totalSteps);
     beat.targetStep = targetStep;
     if (input.parallel) {
       const joined = await joinSlotGroup(input.parallel, input.runId, resumedFromStep, beat);

@@ -5,6 +5,7 @@
  *   npm run start-run -- --preset cifar10 [--dataset PATH|s3://...] [--store DIR|s3://...] [--run-id ID]
  */
 import path from 'node:path';
+import { defaultCheckpointEvery } from '../core/train/checkpoint-schedule';
 import { BACKEND_CHOICES } from '../core/backend/names';
 import { Command, Option } from 'commander';
 import { isEmbeddedSource } from '../core/data';
@@ -230,8 +231,7 @@ async function runInputFrom(o: Options, localCoordinator: string | null): Promis
     await checkDatasetFits(dataset, config);
   }
   if (isS3Uri(storeUri)) await checkS3Store(storeUri, runId);
-  const checkpointEvery =
-    o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
+  const checkpointEvery = o.checkpointEvery ?? defaultCheckpointEvery(config.train.totalSteps);
   return parseRunInput({
     runId,
     storeUri,

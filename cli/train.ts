@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { defaultCheckpointEvery } from '../core/train/checkpoint-schedule';
 import { initBackend } from '../core/backend';
 import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { presetNames } from '../core/presets';
@@ -68,8 +69,7 @@ runCli(async () => {
   const dataset = o.dataset ?? (await findDefaultDataset(config));
   const backend = await initBackend(o.backend, log);
   const microBatchSize = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
-  const checkpointEvery =
-    o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
+  const checkpointEvery = o.checkpointEvery ?? defaultCheckpointEvery(config.train.totalSteps);
   const store = openStore(o.store);
   log(
     `run ${runId}: preset ${config.preset}, ${config.train.totalSteps} steps, batch ${config.train.batchSize}, store ${store.uri}`,
