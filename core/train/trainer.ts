@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { asOutOfMemory } from '../backend/out-of-memory';
 import { InvalidInputError, MicroBatchOutOfMemoryError, TrainingDivergedError } from '../errors';
 import { registerGradients } from '../tf-gradients';
-import { qSample } from '../diffusion/forward';
+import { epsilonLoss, qSample } from '../diffusion/forward';
 import { NoiseSchedule } from '../diffusion/schedule';
 import { ParamLayout, accumulateIntoFlat, tensorsFromFlat } from '../model/params';
 import { unetForward, unetParamSpecs } from '../model/unet';
@@ -304,7 +304,7 @@ export class Trainer {
           const lookup = (name: string) => ps[this.layout.indexOf(name)];
           const xt = qSample(this.schedule, x0, mb.t, noise);
           const eps = unetForward(config.model, lookup, xt, mb.t, { dropoutMasks: masks });
-          return tf.div(tf.sum(tf.squaredDifference(eps, noise)), denominator) as tf.Scalar;
+          return epsilonLoss(eps, noise, denominator);
         };
         return tf.valueAndGrads(lossFn)(params);
       });
