@@ -11,7 +11,7 @@ import { initBackend } from '../core/backend';
 import { type BackendChoice } from '../core/backend/names';
 import { presetNames } from '../core/presets';
 import { Trainer, identityReducer } from '../core/train/trainer';
-import { resolveRunConfig } from '../cli/options';
+import { resolveRunConfig } from '../common/options';
 import { syntheticImages } from './synthetic-images';
 
 export interface RankJob {

@@ -19,10 +19,10 @@ import { unetParamSpecs } from '../core/model/unet';
 import { presetNames } from '../core/presets';
 import { Rng } from '../core/rng';
 import { epsModelFromWeights } from '../core/sampling';
-import { noiseScheduleFor } from '../core/train/trainer';
+import { noiseScheduleFor } from '../core/diffusion/schedule';
 import { loadExtractor } from '../activities/evaluate';
-import { runCli } from '../cli/errors';
-import { positiveInt, resolveRunConfig } from '../cli/options';
+import { runCli } from '../common/errors';
+import { positiveInt, resolveRunConfig } from '../common/options';
 import { syntheticImages } from './synthetic-images';
 
 const program = new Command('bench:eval')

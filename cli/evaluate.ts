@@ -22,8 +22,8 @@ import { runKeys } from '../core/store-layout';
 import { localCopyOf } from '../activities/runtime';
 import { isS3Uri, openStore } from '../store';
 import { loadExtractor, refreshRunReports } from '../activities/evaluate';
-import { UsageError, runCli } from './errors';
-import { nonNegativeInt, positiveInt } from './options';
+import { UsageError, runCli } from '../common/errors';
+import { nonNegativeInt, positiveInt } from '../common/options';
 import { progressLine, type ProgressLine } from './progress';
 import { absoluteStoreUri, objectUri, runIdOption } from './run-input';
 

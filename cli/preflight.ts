@@ -8,7 +8,7 @@
 import { isEmbeddedSource, peekImageShape } from '../core/data';
 import type { RunConfig } from '../core/presets';
 import { isS3Uri, openStore, parseS3Uri } from '../store';
-import { UsageError, oneLine } from './errors';
+import { UsageError, oneLine } from '../common/errors';
 
 /** How long an S3 check keeps retrying an endpoint that does not answer. */
 const S3_CHECK_RETRY_MS = 5_000;

@@ -37,8 +37,8 @@ import {
   sampleImagesProgressQuery,
   sampleImagesWorkflowId,
 } from '../workflows/sampling-api';
-import { runCli } from './errors';
-import { nonNegativeInt, positiveInt } from './options';
+import { runCli } from '../common/errors';
+import { nonNegativeInt, positiveInt } from '../common/options';
 import { Backend, pendingHeartbeats, poolTarget, resultWithTicks, startOrAttach } from './pool-work';
 import { ProgressLine, progressLine } from './progress';
 import { absoluteStoreUri, objectUri, runIdOption } from './run-input';

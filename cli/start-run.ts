@@ -14,7 +14,7 @@ import { DEFAULT_PRESET, presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
 import { checkDatasetFits, checkS3Dataset, checkS3Store } from './preflight';
-import { UsageError, runCli } from './errors';
+import { UsageError, runCli } from '../common/errors';
 import {
   ConfigOverrides,
   addConfigOverrideOptions,
@@ -23,7 +23,7 @@ import {
   positiveInt,
   positiveNumber,
   resolveRunConfig,
-} from './options';
+} from '../common/options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
 import { absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
 import { resultLines } from './run-report';

@@ -6,7 +6,7 @@ import { presetNames } from '../core/presets';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { openStore } from '../store';
 import { findDefaultDataset } from './default-dataset';
-import { runCli } from './errors';
+import { runCli } from '../common/errors';
 import { runLocal } from './local-run';
 import {
   ConfigOverrides,
@@ -14,7 +14,7 @@ import {
   defaultRunId,
   positiveInt,
   resolveRunConfig,
-} from './options';
+} from '../common/options';
 import { runIdOption } from './run-input';
 
 const program = addConfigOverrideOptions(

@@ -19,7 +19,7 @@ import * as activities from '../activities';
 import { initBackend } from '../core/backend';
 import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { gpuChoiceProblem, listNvidiaGpus } from '../core/backend/nvidia';
-import { runCli } from '../cli/errors';
+import { runCli } from '../common/errors';
 import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, slotTaskQueue } from '../workflows/api';
 import { temporalSettings } from './temporal-config';
 

@@ -5,7 +5,7 @@ import type { RunConfig } from '../presets';
 import { Purpose, Rng, hashKey } from '../rng';
 import { runKeys, sharedKeys, siblingKey } from '../store-layout';
 import { epsModelFromWeights, generateImages } from '../sampling';
-import { noiseScheduleFor } from '../train/trainer';
+import { noiseScheduleFor } from '../diffusion/schedule';
 import { bitsPerDim } from './bits-per-dim';
 import {
   CLASSIFIER_DEFAULTS,

@@ -3,10 +3,10 @@ import { asOutOfMemory } from '../backend/out-of-memory';
 import { InvalidInputError, MicroBatchOutOfMemoryError, TrainingDivergedError } from '../errors';
 import { registerGradients } from '../tf-gradients';
 import { epsilonLoss, qSample } from '../diffusion/forward';
-import { NoiseSchedule } from '../diffusion/schedule';
+import { NoiseSchedule, noiseScheduleFor } from '../diffusion/schedule';
 import { ParamLayout, accumulateIntoFlat, tensorsFromFlat } from '../model/params';
 import { unetForward, unetParamSpecs } from '../model/unet';
-import type { DiffusionConfig, RunConfig } from '../presets';
+import type { RunConfig } from '../presets';
 import { EpochOrder, ImageSource, buildMicroBatch, chunk, dropoutMasksFor, positionsForRank } from './batch';
 import { DeviceGradients, DeviceLayout, DeviceTrainState } from './device-state';
 import { TrainState, UpdateStats, applyUpdate, initialTrainState } from './optimizer';
@@ -88,12 +88,6 @@ export interface TrainerOptions {
 }
 
 registerGradients();
-
-export function noiseScheduleFor(d: DiffusionConfig): NoiseSchedule {
-  return d.schedule === 'linear'
-    ? NoiseSchedule.fromConfig({ kind: 'linear', T: d.timesteps, betaStart: d.betaStart, betaEnd: d.betaEnd })
-    : NoiseSchedule.fromConfig({ kind: 'cosine', T: d.timesteps });
-}
 
 export function checkDataMatchesModel(config: RunConfig, data: ImageSource): void {
   const m = config.model;
