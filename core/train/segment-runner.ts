@@ -25,7 +25,7 @@ export interface SegmentRunOptions {
   writer: SegmentWriter;
   /** The checkpoint that holds the trainer's starting state, if any (reported until the first save). */
   startKey?: string;
-  /** Wraps each save (what the caller shows or times while it runs). */
+  /** Wraps each save's writes, after the state is read back (what the caller shows or times meanwhile). */
   aroundSave?: (save: () => Promise<void>) => Promise<void>;
   /** Just before each optimizer step. */
   beforeStep?: () => void;
@@ -68,9 +68,9 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentOutcome> 
   const totals: SegmentTotals = { images: 0, seconds: 0 };
   let loss = NaN;
 
-  const save = () =>
-    aroundSave(async () => {
-      const state = await trainer.hostState();
+  const save = async () => {
+    const state = await trainer.hostState();
+    await aroundSave(async () => {
       if (metricLines.length > 0) {
         await writer.putMetrics(state.step, metricLines.join(''));
         metricLines = [];
@@ -78,6 +78,7 @@ export async function runSegment(o: SegmentRunOptions): Promise<SegmentOutcome> 
       checkpointKey = await writer.saveCheckpoint(state);
       savedStep = state.step;
     });
+  };
 
   try {
     while (trainer.currentStep < o.targetStep) {
