@@ -39,7 +39,11 @@ export function allReduceFaultHook(step: number): (() => void) | undefined {
 let held = false;
 
 /** `hold-after-step`: call after each completed step; returns once the segment is cancelled. */
-export async function holdAfterStepFault(step: number, cancelled: AbortSignal, heartbeat: () => void): Promise<void> {
+export async function holdAfterStepFault(
+  step: number,
+  cancelled: AbortSignal,
+  heartbeat: () => void,
+): Promise<void> {
   if (held || faultValue('hold-after-step') !== step) return;
   held = true;
   process.stderr.write(`fault injection: holding after step ${step} until cancelled\n`);

@@ -2,10 +2,10 @@ import { Context } from '@temporalio/activity';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { BackendInfo, BackendName, initBackend } from '../core/backend';
+import { BackendChoice, BackendInfo, initBackend } from '../core/backend';
 import { DatasetError, ShardedImages, joinShards, parseShardManifest } from '../core/data';
 
-import { ObjectStore, openStore } from '../store';
+import { ObjectStore, isS3Uri, openStore, parseS3Uri } from '../store';
 
 /**
  * Per-process state shared by the activities of one trainer worker: the TF.js backend (chosen once),
@@ -39,7 +39,7 @@ export function log(line: string): void {
   Context.current().log.info(line);
 }
 
-export async function ensureBackend(requested: BackendName | 'auto'): Promise<BackendInfo> {
+export async function ensureBackend(requested: BackendChoice): Promise<BackendInfo> {
   if (backend && (requested === 'auto' || requested === backend.name)) return backend;
   backend = await initBackend(requested, (line) => log(line));
   return backend;
@@ -77,11 +77,8 @@ export interface CopyProgress {
  * the objects and bytes copied so far: a large dataset over a slow link takes longer than any timeout.
  */
 export async function localCopyOf(source: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  if (!source.startsWith('s3://')) return { path: source, cleanup: async () => undefined };
-  const rest = source.slice('s3://'.length);
-  const slash = rest.indexOf('/');
-  const bucket = slash < 0 ? rest : rest.slice(0, slash);
-  const key = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/$/, '');
+  if (!isS3Uri(source)) return { path: source, cleanup: async () => undefined };
+  const { bucket, key } = parseS3Uri(source);
   const store = storeFor(`s3://${bucket}`);
   const tmp = await mkdtemp(join(tmpdir(), 'ddpm-dataset-'));
   const cleanup = () => rm(tmp, { recursive: true, force: true });

@@ -2,7 +2,9 @@ import { CancelledFailure, Context } from '@temporalio/activity';
 import type { CheckpointManifest } from '../core/checkpoint/checkpoint';
 import { CheckpointRepository } from '../core/checkpoint/repository';
 import { runKeys } from '../core/store-layout';
+import { nextCheckpointStep } from '../core/train/checkpoint-schedule';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
+import { runSegment, type SegmentWriter } from '../core/train/segment-runner';
 import { Trainer } from '../core/train/trainer';
 import { CoordinatorError, Group } from '../coordinator/api';
 import type {
@@ -81,7 +83,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     const targetStep =
       resumedFromStep < input.targetStep
         ? input.targetStep
-        : Math.min(input.config.train.totalSteps, (Math.floor(resumedFromStep / every) + 1) * every);
+        : nextCheckpointStep(resumedFromStep, every, input.config.train.totalSteps);
     beat.targetStep = targetStep;
     if (input.parallel) {
       const joined = await joinSlotGroup(input.parallel, input.runId, resumedFromStep, beat);
@@ -100,40 +102,31 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     }
     // Every rank holds the same state after each all-reduced update: one writer is enough.
     const writesCheckpoints = group === null || group.rank === 0;
-    let savedStep = resumedFromStep;
-    let checkpointKey = state ? repo.keyFor(resumedFromStep) : '';
+    const checkpointKey = state ? repo.keyFor(resumedFromStep) : '';
     if (writesCheckpoints && state) stopped = { step: resumedFromStep, checkpointKey };
     let saveSeconds = 0;
-    // Per-step training metrics since the last save, stored beside the checkpoint for plots and TensorBoard.
-    let metricLines: string[] = [];
-    const save = async (t: Trainer) => {
-      const state = await t.hostState();
-      if (!writesCheckpoints) {
-        savedStep = state.step;
-        checkpointKey = repo.keyFor(savedStep);
-        saved = { step: savedStep };
-        return;
-      }
-      const s0 = performance.now();
-      beat.phase = 'checkpointing';
-      ctx.heartbeat(beat);
-      // Before the checkpoint: a crash in between repeats these (deterministic) steps and rewrites them.
-      if (metricLines.length > 0) {
-        const lines = metricLines.join('');
-        await withHeartbeats(store.put(runKeys.metrics(input.runId, state.step), lines), () => beat);
-        metricLines = [];
-      }
-      const written = await withHeartbeats(
-        repo.save(state, input.config, input.keepCheckpoints, checkpointFaultHook(state.step)),
-        () => beat,
-      );
-      checkpointKey = written.key;
-      savedStep = state.step;
-      stopped = { step: savedStep, checkpointKey };
-      saved = { step: savedStep, files: written.manifest.files };
-      saveSeconds += (performance.now() - s0) / 1000;
-      beat.phase = 'training';
-    };
+    // Per-step training metrics go beside each checkpoint (plots, TensorBoard); one writer is enough.
+    const writer: SegmentWriter = writesCheckpoints
+      ? {
+          putMetrics: (step, lines) =>
+            withHeartbeats(store.put(runKeys.metrics(input.runId, step), lines), () => beat),
+          saveCheckpoint: async (state) => {
+            const written = await withHeartbeats(
+              repo.save(state, input.config, input.keepCheckpoints, checkpointFaultHook(state.step)),
+              () => beat,
+            );
+            stopped = { step: state.step, checkpointKey: written.key };
+            saved = { step: state.step, files: written.manifest.files };
+            return written.key;
+          },
+        }
+      : {
+          putMetrics: async () => undefined,
+          saveCheckpoint: async (state) => {
+            saved = { step: state.step };
+            return repo.keyFor(state.step);
+          },
+        };
 
     let stepStartedAt = performance.now();
     trainer = new Trainer({
@@ -160,46 +153,46 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     beat.step = trainer.currentStep;
     beat.phase = 'training';
     const setupSeconds = (performance.now() - startedAt) / 1000;
-    let trainSeconds = 0;
-    let images = 0;
-    let loss = NaN;
-    try {
-      while (trainer.currentStep < targetStep) {
-        stepStartedAt = performance.now();
-        const r = await trainer.step();
-        trainSeconds += r.seconds;
-        images += r.images;
-        loss = r.loss;
-        metricLines.push(
-          `${JSON.stringify({ step: r.step, loss: r.loss, lr: r.learningRate, gradNorm: r.gradNorm, seconds: r.seconds })}\n`,
-        );
-        Object.assign(beat, { step: r.step, loss: r.loss, imagesPerSec: images / trainSeconds });
+    const outcome = await runSegment({
+      trainer,
+      targetStep,
+      checkpointEvery: every,
+      writer,
+      startKey: checkpointKey,
+      aroundSave: async (save) => {
+        if (!writesCheckpoints) return save();
+        const s0 = performance.now();
+        beat.phase = 'checkpointing';
         ctx.heartbeat(beat);
-        if (r.step % every === 0 || r.step === targetStep) await save(trainer);
-        await holdAfterStepFault(r.step, ctx.cancellationSignal, () => ctx.heartbeat(beat));
-      }
-    } catch (err) {
+        await save();
+        saveSeconds += (performance.now() - s0) / 1000;
+        beat.phase = 'training';
+      },
+      beforeStep: () => {
+        stepStartedAt = performance.now();
+      },
+      onStep: (r, totals) => {
+        Object.assign(beat, { step: r.step, loss: r.loss, imagesPerSec: totals.images / totals.seconds });
+        ctx.heartbeat(beat);
+      },
+      afterStep: (r) => holdAfterStepFault(r.step, ctx.cancellationSignal, () => ctx.heartbeat(beat)),
       // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.
-      const interrupted = err instanceof CancelledFailure || (group !== null && isPeerFailure(err));
-      if (interrupted && trainer.currentStep > savedStep) {
-        log(`interrupted at step ${trainer.currentStep} (${errorText(err)}): checkpointing before stopping`);
-        await save(trainer);
-      }
-      throw err;
-    }
-    if (savedStep !== trainer.currentStep) await save(trainer);
+      isInterruption: (err) => err instanceof CancelledFailure || (group !== null && isPeerFailure(err)),
+      onInterrupted: (step, err) =>
+        log(`interrupted at step ${step} (${errorText(err)}): checkpointing before stopping`),
+    });
     await group?.close();
     group = null;
     return {
       admitted: true,
       ...(beat.rank !== undefined && { rank: beat.rank, world: beat.world }),
-      step: trainer.currentStep,
-      loss,
-      imagesPerSec: trainSeconds > 0 ? images / trainSeconds : 0,
-      checkpointKey,
+      step: outcome.step,
+      loss: outcome.loss,
+      imagesPerSec: outcome.trainSeconds > 0 ? outcome.images / outcome.trainSeconds : 0,
+      checkpointKey: outcome.checkpointKey,
       resumedFromStep,
       skippedCheckpoints: skipped,
-      trainSeconds,
+      trainSeconds: outcome.trainSeconds,
       overheadSeconds: setupSeconds + saveSeconds,
     };
   } catch (err) {

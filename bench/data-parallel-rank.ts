@@ -8,9 +8,10 @@
 import { joinGroup } from '../coordinator/client';
 import type { Group } from '../coordinator/api';
 import { initBackend } from '../core/backend';
+import { type BackendChoice } from '../core/backend/names';
 import { presetNames } from '../core/presets';
 import { Trainer, identityReducer } from '../core/train/trainer';
-import { resolveRunConfig } from '../cli/options';
+import { resolveRunConfig } from '../common/options';
 import { syntheticImages } from './synthetic-images';
 
 export interface RankJob {
@@ -18,7 +19,7 @@ export interface RankJob {
   batch: number;
   microBatch?: number;
   steps: number;
-  backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | 'auto';
+  backend: BackendChoice;
   slot: number;
   world: number;
   coordinator?: string;

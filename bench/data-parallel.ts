@@ -13,11 +13,12 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { runCli } from '../cli/errors';
-import { positiveInt } from '../cli/options';
+import { runCli } from '../common/errors';
+import { positiveInt } from '../common/options';
 import { slotCpus } from '../infra/local/local-stack';
 import { startCoordinatorProcess } from '../coordinator/spawn';
 import type { RankJob, RankStep } from './data-parallel-rank';
+import { BACKEND_CHOICES } from '../core/backend/names';
 
 const REPO = path.resolve(__dirname, '..');
 
@@ -29,11 +30,7 @@ const program = new Command('bench:data-parallel')
   .option('--micro-batch <n>', 'images per forward/backward pass', positiveInt)
   .option('--steps <n>', 'timed optimizer steps per N', positiveInt, 3)
   .option('--warmup <n>', 'untimed steps first (graph build, allocation)', positiveInt, 1)
-  .addOption(
-    new Option('--backend <name>', 'TF.js backend')
-      .choices(['tensorflow', 'wasm', 'cpu'])
-      .default('tensorflow'),
-  )
+  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('tensorflow'))
   .option('--no-pin', 'do not pin each worker to its own cores');
 
 interface Options {

@@ -10,6 +10,7 @@
  */
 import { Command, Option } from 'commander';
 import { initBackend } from '../core/backend';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { bitsPerDim } from '../core/eval/bits-per-dim';
 import { untrainedClassifier } from '../core/eval/classifier';
 import { frechetDistance, gaussianStats } from '../core/eval/frechet';
@@ -18,10 +19,10 @@ import { unetParamSpecs } from '../core/model/unet';
 import { presetNames } from '../core/presets';
 import { Rng } from '../core/rng';
 import { epsModelFromWeights } from '../core/sampling';
-import { noiseScheduleFor } from '../core/train/trainer';
+import { noiseScheduleFor } from '../core/diffusion/schedule';
 import { loadExtractor } from '../activities/evaluate';
-import { runCli } from '../cli/errors';
-import { positiveInt, resolveRunConfig } from '../cli/options';
+import { runCli } from '../common/errors';
+import { positiveInt, resolveRunConfig } from '../common/options';
 import { syntheticImages } from './synthetic-images';
 
 const program = new Command('bench:eval')
@@ -29,11 +30,7 @@ const program = new Command('bench:eval')
     'Measure evaluation costs (bits/dim, feature extraction, Fréchet distance); prints one JSON object',
   )
   .addOption(new Option('--preset <name>', 'model preset').choices(presetNames()).default('digits'))
-  .addOption(
-    new Option('--backend <name>', 'TF.js backend')
-      .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
-      .default('auto'),
-  )
+  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto'))
   .option('--images <n>', 'images in the timed bits/dim evaluation', positiveInt, 256)
   .option('--timesteps <k|all>', "KL timesteps per image, or 'all' (the exact bound)", '16')
   .option('--batch <n>', 'images per model call', positiveInt, 64)
@@ -43,7 +40,7 @@ const program = new Command('bench:eval')
 
 interface Options {
   preset: string;
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   images: number;
   timesteps: string;
   batch: number;

@@ -24,8 +24,8 @@ import { getPreset, presetNames } from '../core/presets';
 import type { RunConfig } from '../core/presets';
 import { Purpose, Rng } from '../core/rng';
 import { epsModelFromWeights, generateImages, makeSampler } from '../core/sampling';
-import { runCli } from '../cli/errors';
-import { positiveInt } from '../cli/options';
+import { runCli } from '../common/errors';
+import { positiveInt } from '../common/options';
 
 const DEFAULT_BATCH: Record<string, number> = { digits: 16, cifar10: 4 };
 

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { loadavg } from 'node:os';
 import { initBackend } from '../core/backend';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { ParamLayout } from '../core/model/params';
 import { unetParamSpecs } from '../core/model/unet';
 import { presetNames } from '../core/presets';
@@ -22,8 +23,8 @@ import { epsModelFromWeights } from '../core/sampling';
 import type { DeviceLayout } from '../core/train/device-state';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { OptimizerPlacement, StepPhases, Trainer, defaultOptimizerPlacement } from '../core/train/trainer';
-import { runCli } from '../cli/errors';
-import { positiveInt, resolveRunConfig } from '../cli/options';
+import { runCli } from '../common/errors';
+import { positiveInt, resolveRunConfig } from '../common/options';
 import { describeDevice, nvidiaGpus } from './device-info';
 import { profileKernels } from './kernel-profile';
 import { syntheticImages } from './synthetic-images';
@@ -31,11 +32,7 @@ import { syntheticImages } from './synthetic-images';
 const program = new Command('bench')
   .description('Measure DDPM training and sampling throughput; prints one JSON object')
   .addOption(new Option('--preset <name>', 'model preset').choices(presetNames()).default('tiny'))
-  .addOption(
-    new Option('--backend <name>', 'TF.js backend')
-      .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
-      .default('auto'),
-  )
+  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto'))
   .option(
     '--batch <n>',
     'global batch per optimizer step (default: the preset, 128 for cifar10)',
@@ -59,7 +56,7 @@ const program = new Command('bench')
 
 interface Options {
   preset: string;
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   batch?: number;
   microBatch?: number;
   steps: number;

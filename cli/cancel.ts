@@ -4,7 +4,7 @@
  *   npm run cancel -- --run-id ID [--wait]
  */
 import { Command } from 'commander';
-import { runCli } from './errors';
+import { runCli } from '../common/errors';
 import { controlRunningRun, waitForRun } from './run-control';
 import { runIdOption } from './run-input';
 import { formatNumber, runOutcome, runRecord } from './run-report';

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { defaultCacheRoot } from '../infra/cache-root';
 import { DownloadError, downloadFile, isVerifiedCopy } from './download-file';
-import { UsageError } from './errors';
+import { UsageError } from '../common/errors';
 
 /** The official CIFAR-10 binary archive and its md5 from https://www.cs.toronto.edu/~kriz/cifar.html. */
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';

@@ -8,7 +8,7 @@ import {
   ensureDownloaded,
   isDownloadComplete,
 } from './dataset-download';
-import { UsageError } from './errors';
+import { UsageError } from '../common/errors';
 
 /**
  * The dataset a preset trains on when none is given and none is found on disk: the digits preset's

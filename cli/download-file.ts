@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from './errors';
+import { UsageError } from '../common/errors';
 import { progressLine } from './progress';
 
 /** A download that did not produce a verified file; the message is one line that names the URL. */

@@ -5,6 +5,7 @@
  *   npm run evaluate -- --run-id ID [--checkpoint STEP] [--metrics bpd,fid,score] [--samples N] [--extractor PATH|s3://]
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { evaluateCheckpoint, type EvalProgress, type MetricRecord } from '../core/eval/evaluate';
 import { initBackend } from '../core/backend';
 import { CheckpointRepository } from '../core/checkpoint/repository';
@@ -20,12 +21,12 @@ import { isEmbeddedSource, parseShardManifest, prepareSplits } from '../core/dat
 import { existsSync } from 'node:fs';
 import { runKeys } from '../core/store-layout';
 import { localCopyOf } from '../activities/runtime';
-import { openStore } from '../store';
+import { isS3Uri, openStore } from '../store';
 import { loadExtractor, refreshRunReports } from '../activities/evaluate';
-import { UsageError, runCli } from './errors';
-import { nonNegativeInt, positiveInt } from './options';
+import { UsageError, runCli } from '../common/errors';
+import { nonNegativeInt, positiveInt } from '../common/options';
 import { progressLine, type ProgressLine } from './progress';
-import { BACKENDS, absoluteStoreUri, objectUri, runIdOption } from './run-input';
+import { absoluteStoreUri, objectUri, runIdOption } from './run-input';
 
 function metricList(value: string): MetricName[] {
   const names = value.split(',').map((s) => s.trim());
@@ -97,7 +98,7 @@ const program = new Command('evaluate')
     "the run's dataset source, for runs whose store holds no prepared dataset (e.g. trained with 'npm run train')",
   )
   .option('--batch <n>', 'images per model call', positiveInt, EVALUATION_DEFAULTS.batchSize)
-  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKENDS).default('auto'))
+  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto'))
   .option('--json', 'print the metric records as JSON lines instead of a summary')
   .addHelpText(
     'after',
@@ -129,7 +130,7 @@ interface Options {
   referenceImages?: number;
   dataset?: string;
   batch: number;
-  backend: (typeof BACKENDS)[number];
+  backend: BackendChoice;
   json?: boolean;
 }
 
@@ -204,9 +205,7 @@ runCli(async () => {
     }
     log(`preparing ${upgradeFrom} into ${store.uri}/${datasetKey} (training and held-out splits)`);
     const source =
-      isEmbeddedSource(upgradeFrom) || upgradeFrom.startsWith('s3://')
-        ? upgradeFrom
-        : path.resolve(upgradeFrom);
+      isEmbeddedSource(upgradeFrom) || isS3Uri(upgradeFrom) ? upgradeFrom : path.resolve(upgradeFrom);
     const local = await localCopyOf(source);
     try {
       await prepareSplits(

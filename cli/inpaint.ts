@@ -5,6 +5,7 @@
  *   npm run inpaint -- --run-id ID --image PATH --mask PATH [--out PATH] [--checkpoint STEP] [--on-pool]
  */
 import { createHash } from 'node:crypto';
+import { BACKEND_CHOICES } from '../core/backend/names';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
@@ -23,11 +24,11 @@ import {
   InpaintImageResult,
   RePaintSettings,
 } from '../workflows/sampling-api';
-import { runCli } from './errors';
-import { nonNegativeInt, positiveInt } from './options';
+import { runCli } from '../common/errors';
+import { nonNegativeInt, positiveInt } from '../common/options';
 import { Backend, pendingHeartbeats, poolTarget, resultWithTicks, startOrAttach } from './pool-work';
 import { ProgressLine, progressLine } from './progress';
-import { BACKENDS, absoluteStoreUri, objectUri, runIdOption } from './run-input';
+import { absoluteStoreUri, objectUri, runIdOption } from './run-input';
 import { innermostMessage } from './run-report';
 import { openTemporalSession } from './temporal-session';
 
@@ -64,7 +65,7 @@ const program = new Command('inpaint')
     new Option(
       '--backend <name>',
       "TF.js backend (with --on-pool: the trainers', default the run's)",
-    ).choices(BACKENDS),
+    ).choices(BACKEND_CHOICES),
   )
   .addHelpText(
     'after',

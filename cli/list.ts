@@ -5,8 +5,8 @@
  */
 import { Command } from 'commander';
 import { WORKFLOW_TYPE } from '../workflows/api';
-import { runCli } from './errors';
-import { positiveInt } from './options';
+import { runCli } from '../common/errors';
+import { positiveInt } from '../common/options';
 import { formatNumber, runRecord } from './run-report';
 import { openTemporalSession } from './temporal-session';
 

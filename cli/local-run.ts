@@ -3,6 +3,7 @@ import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
 import { runKeys } from '../core/store-layout';
 import { sampleGridKey, sampleGridPng } from '../core/sampling';
+import { runSegment, type SegmentOutcome } from '../core/train/segment-runner';
 import { Trainer } from '../core/train/trainer';
 import type { ObjectStore } from '../store';
 import { progressLine } from './progress';
@@ -51,18 +52,8 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   });
   const total = config.train.totalSteps;
   const sampleKeys: string[] = [];
-  let checkpointKey = resume?.key ?? '';
-  let lastLoss = NaN;
-  let metrics: string[] = [];
   const progress = progressLine('train', total, trainer.currentStep);
 
-  const checkpoint = async () => {
-    // The metrics first: a committed checkpoint always has the metrics up to its step beside it.
-    const state = await trainer.hostState();
-    await store.put(runKeys.metrics(runId, state.step), metrics.join(''));
-    checkpointKey = (await repo.save(state, config, o.keepCheckpoints)).key;
-    metrics = [];
-  };
   const sample = async () => {
     const step = trainer.currentStep;
     const key = sampleGridKey(runId, step);
@@ -77,36 +68,29 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     return key;
   };
 
+  let outcome: SegmentOutcome;
   try {
-    let imagesSinceReport = 0;
-    let secondsSinceReport = 0;
-    while (trainer.currentStep < total) {
-      const r = await trainer.step();
-      lastLoss = r.loss;
-      imagesSinceReport += r.images;
-      secondsSinceReport += r.seconds;
-      metrics.push(
-        JSON.stringify({
-          step: r.step,
-          loss: r.loss,
-          lr: r.learningRate,
-          gradNorm: r.gradNorm,
-          seconds: r.seconds,
-        }) + '\n',
-      );
-      progress.update(r.step, { loss: r.loss, 'img/s': imagesSinceReport / secondsSinceReport });
-      if (r.step % o.checkpointEvery === 0 || r.step === total) await checkpoint();
-      if (r.step % o.sampleEvery === 0 || r.step === total) await sample();
-    }
+    outcome = await runSegment({
+      trainer,
+      targetStep: total,
+      checkpointEvery: o.checkpointEvery,
+      startKey: resume?.key,
+      writer: {
+        putMetrics: (step, lines) => store.put(runKeys.metrics(runId, step), lines),
+        saveCheckpoint: async (state) => (await repo.save(state, config, o.keepCheckpoints)).key,
+      },
+      onStep: (r, totals) =>
+        progress.update(r.step, { loss: r.loss, 'img/s': totals.images / totals.seconds }),
+      afterStep: async (r) => {
+        if (r.step % o.sampleEvery === 0 || r.step === total) await sample();
+      },
+    });
   } finally {
     progress.stop();
     trainer.dispose();
   }
-  if (!checkpointKey)
-    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
-  log(
-    `done: step ${trainer.currentStep}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
-  );
+  const { step: finalStep, loss: lastLoss, checkpointKey } = outcome;
+  log(`done: step ${finalStep}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`);
   if (sampleKeys.length > 0) log(`samples: ${store.uri}/${sampleKeys[sampleKeys.length - 1]}`);
-  return { finalStep: trainer.currentStep, lastLoss, checkpointKey, sampleKeys };
+  return { finalStep, lastLoss, checkpointKey, sampleKeys };
 }

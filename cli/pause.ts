@@ -5,7 +5,7 @@
  */
 import { Command } from 'commander';
 import { pauseSignal } from '../workflows/api';
-import { runCli } from './errors';
+import { runCli } from '../common/errors';
 import { controlRunningRun, waitForRun } from './run-control';
 import { runIdOption } from './run-input';
 

@@ -9,12 +9,13 @@ import {
   WorkflowHandle,
   defaultPayloadConverter,
 } from '@temporalio/client';
+import { type BackendChoice } from '../core/backend/names';
 import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, TrainingRunInput } from '../workflows/api';
 import { describeRun, lastRunInput } from './run-executions';
-import { BACKENDS, absoluteStoreUri } from './run-input';
+import { absoluteStoreUri } from './run-input';
 import type { TemporalSession } from './temporal-session';
 
-export type Backend = (typeof BACKENDS)[number];
+export type Backend = BackendChoice;
 
 export interface PoolTarget {
   storeUri: string;

@@ -7,15 +7,15 @@
  */
 import { isEmbeddedSource, peekImageShape } from '../core/data';
 import type { RunConfig } from '../core/presets';
-import { openStore } from '../store';
-import { UsageError, oneLine } from './errors';
+import { isS3Uri, openStore, parseS3Uri } from '../store';
+import { UsageError, oneLine } from '../common/errors';
 
 /** How long an S3 check keeps retrying an endpoint that does not answer. */
 const S3_CHECK_RETRY_MS = 5_000;
 
 /** A local or embedded dataset must hold images of the preset's size. */
 export async function checkDatasetFits(dataset: string, config: RunConfig): Promise<void> {
-  if (dataset.startsWith('s3://')) return;
+  if (isS3Uri(dataset)) return;
   let shape;
   try {
     shape = await peekImageShape(dataset);
@@ -33,15 +33,6 @@ export async function checkDatasetFits(dataset: string, config: RunConfig): Prom
   }
 }
 
-function splitS3(uri: string): { bucket: string; key: string } {
-  const rest = uri.slice('s3://'.length);
-  const slash = rest.indexOf('/');
-  return {
-    bucket: slash < 0 ? rest : rest.slice(0, slash),
-    key: slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, ''),
-  };
-}
-
 async function reachS3<T>(what: string, uri: string, probe: () => Promise<T>): Promise<T> {
   try {
     return await probe();
@@ -52,7 +43,7 @@ async function reachS3<T>(what: string, uri: string, probe: () => Promise<T>): P
 
 /** An s3:// dataset must exist (an object, or objects under the prefix) and be readable from here. */
 export async function checkS3Dataset(uri: string): Promise<void> {
-  const { bucket, key } = splitS3(uri);
+  const { bucket, key } = parseS3Uri(uri);
   const store = openStore(`s3://${bucket}`, { s3: { retryForMs: S3_CHECK_RETRY_MS } });
   const found = await reachS3('dataset', uri, async () =>
     key && (await store.exists(key)) ? 1 : (await store.list(key ? `${key}/` : '')).length,

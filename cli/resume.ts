@@ -5,7 +5,7 @@
  */
 import { Command } from 'commander';
 import { resumeSignal } from '../workflows/api';
-import { runCli } from './errors';
+import { runCli } from '../common/errors';
 import {
   requireRun,
   lastRunInput,

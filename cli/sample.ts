@@ -7,6 +7,7 @@
  *                     [--batch B] [--seed s] [--out DIR] [--on-pool]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { BACKEND_CHOICES } from '../core/backend/names';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { initBackend } from '../core/backend';
@@ -36,11 +37,11 @@ import {
   sampleImagesProgressQuery,
   sampleImagesWorkflowId,
 } from '../workflows/sampling-api';
-import { runCli } from './errors';
-import { nonNegativeInt, positiveInt } from './options';
+import { runCli } from '../common/errors';
+import { nonNegativeInt, positiveInt } from '../common/options';
 import { Backend, pendingHeartbeats, poolTarget, resultWithTicks, startOrAttach } from './pool-work';
 import { ProgressLine, progressLine } from './progress';
-import { BACKENDS, absoluteStoreUri, objectUri, runIdOption } from './run-input';
+import { absoluteStoreUri, objectUri, runIdOption } from './run-input';
 import { innermostMessage } from './run-report';
 import { openTemporalSession } from './temporal-session';
 
@@ -102,7 +103,7 @@ const program = new Command('sample')
     new Option(
       '--backend <name>',
       "TF.js backend (with --on-pool: the trainers', default the run's)",
-    ).choices(BACKENDS),
+    ).choices(BACKEND_CHOICES),
   )
   .addHelpText(
     'after',

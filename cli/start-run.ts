@@ -5,13 +5,16 @@
  *   npm run start-run -- --preset cifar10 [--dataset PATH|s3://...] [--store DIR|s3://...] [--run-id ID]
  */
 import path from 'node:path';
+import { defaultCheckpointEvery } from '../core/train/checkpoint-schedule';
+import { BACKEND_CHOICES } from '../core/backend/names';
 import { Command, Option } from 'commander';
 import { isEmbeddedSource } from '../core/data';
+import { isS3Uri } from '../store';
 import { DEFAULT_PRESET, presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
 import { findDefaultDataset } from './default-dataset';
 import { checkDatasetFits, checkS3Dataset, checkS3Store } from './preflight';
-import { UsageError, runCli } from './errors';
+import { UsageError, runCli } from '../common/errors';
 import {
   ConfigOverrides,
   addConfigOverrideOptions,
@@ -20,9 +23,9 @@ import {
   positiveInt,
   positiveNumber,
   resolveRunConfig,
-} from './options';
+} from '../common/options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
-import { BACKENDS, absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
+import { absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
 import { resultLines } from './run-report';
 import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
@@ -54,7 +57,9 @@ const program = addConfigOverrideOptions(
     )
     .option('--run-id <id>', 'run to start or re-attach to (default: <preset>-<timestamp>)', runIdOption)
     .addOption(
-      new Option('--backend <name>', 'TF.js backend of the trainers').choices(BACKENDS).default('auto'),
+      new Option('--backend <name>', 'TF.js backend of the trainers')
+        .choices(BACKEND_CHOICES)
+        .default('auto'),
     ),
 )
   .option(
@@ -178,7 +183,7 @@ function evaluationFrom(o: Options): TrainingRunInput['evaluation'] {
     ...(o.evalSamples !== undefined && { samples: o.evalSamples }),
     ...(o.extractor !== undefined && {
       metrics: ['bpd', 'score', 'fid'],
-      extractor: { uri: o.extractor.startsWith('s3://') ? o.extractor : path.resolve(o.extractor) },
+      extractor: { uri: isS3Uri(o.extractor) ? o.extractor : path.resolve(o.extractor) },
     }),
   };
   return Object.keys(plan).length > 0 ? plan : undefined;
@@ -218,16 +223,15 @@ async function runInputFrom(o: Options, localCoordinator: string | null): Promis
   const storeUri = absoluteStoreUri(o.store);
   const runId = o.runId ?? defaultRunId(o.preset);
   // What can be checked before the run starts is checked here (cli/preflight.ts), not found by a worker.
-  if (dataset.startsWith('s3://')) {
+  if (isS3Uri(dataset)) {
     await checkS3Dataset(dataset);
   } else {
     // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
     if (!isEmbeddedSource(dataset)) dataset = path.resolve(dataset);
     await checkDatasetFits(dataset, config);
   }
-  if (storeUri.startsWith('s3://')) await checkS3Store(storeUri, runId);
-  const checkpointEvery =
-    o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
+  if (isS3Uri(storeUri)) await checkS3Store(storeUri, runId);
+  const checkpointEvery = o.checkpointEvery ?? defaultCheckpointEvery(config.train.totalSteps);
   return parseRunInput({
     runId,
     storeUri,

@@ -6,7 +6,7 @@
 import { Command } from 'commander';
 import { describeSummary, type EvaluationSummary } from '../core/eval/settings';
 import type { RunStatus } from '../workflows/api';
-import { runCli } from './errors';
+import { runCli } from '../common/errors';
 import { runWorkerNeeds } from './run-control';
 import { lastRunInput, requireRun, stateName } from './run-executions';
 import {

@@ -6,8 +6,8 @@
  */
 import { Command } from 'commander';
 import { localStackSettings, stopLocalStack } from '../infra/local/local-stack';
-import { runCli } from './errors';
-import { positiveInt } from './options';
+import { runCli } from '../common/errors';
+import { positiveInt } from '../common/options';
 
 const program = new Command('stop-local')
   .description(

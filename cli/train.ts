@@ -1,10 +1,12 @@
 import { Command, Option } from 'commander';
+import { defaultCheckpointEvery } from '../core/train/checkpoint-schedule';
 import { initBackend } from '../core/backend';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { presetNames } from '../core/presets';
 import { defaultMicroBatchSize } from '../core/train/micro-batch';
 import { openStore } from '../store';
 import { findDefaultDataset } from './default-dataset';
-import { runCli } from './errors';
+import { runCli } from '../common/errors';
 import { runLocal } from './local-run';
 import {
   ConfigOverrides,
@@ -12,7 +14,7 @@ import {
   defaultRunId,
   positiveInt,
   resolveRunConfig,
-} from './options';
+} from '../common/options';
 import { runIdOption } from './run-input';
 
 const program = addConfigOverrideOptions(
@@ -31,11 +33,7 @@ const program = addConfigOverrideOptions(
     )
     .option('--store <uri>', 'where run artifacts go: a directory or s3://bucket/prefix', 'runs')
     .option('--run-id <id>', 'run to start or resume (default: <preset>-<timestamp>)', runIdOption)
-    .addOption(
-      new Option('--backend <name>', 'TF.js backend')
-        .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
-        .default('auto'),
-    ),
+    .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto')),
 )
   .option(
     '--checkpoint-every <n>',
@@ -55,7 +53,7 @@ interface Options extends ConfigOverrides {
   dataset?: string;
   store: string;
   runId?: string;
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   checkpointEvery?: number;
   sampleEvery?: number;
   samples: number;
@@ -71,8 +69,7 @@ runCli(async () => {
   const dataset = o.dataset ?? (await findDefaultDataset(config));
   const backend = await initBackend(o.backend, log);
   const microBatchSize = o.microBatch ?? defaultMicroBatchSize(backend.name, config);
-  const checkpointEvery =
-    o.checkpointEvery ?? Math.max(1, Math.min(5000, Math.round(config.train.totalSteps / 10)));
+  const checkpointEvery = o.checkpointEvery ?? defaultCheckpointEvery(config.train.totalSteps);
   const store = openStore(o.store);
   log(
     `run ${runId}: preset ${config.preset}, ${config.train.totalSteps} steps, batch ${config.train.batchSize}, store ${store.uri}`,

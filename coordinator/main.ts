@@ -8,7 +8,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { runCli, UsageError } from '../cli/errors';
+import { runCli, UsageError } from '../common/errors';
 import { formatAddress } from './protocol';
 import { CoordinatorServer } from './server';
 

@@ -39,7 +39,8 @@ export const runKeys = {
   metrics: (runId: string, step: number) => `${runId}/metrics/${stepName(step)}.jsonl`,
   evalMetricsPrefix: (runId: string) => `${runId}/metrics/eval/`,
   /** `id` tells evaluations of the same checkpoint apart (it hashes their settings). */
-  evalMetrics: (runId: string, step: number, id: string) => `${runId}/metrics/eval/${stepName(step)}-${id}.jsonl`,
+  evalMetrics: (runId: string, step: number, id: string) =>
+    `${runId}/metrics/eval/${stepName(step)}-${id}.jsonl`,
   plots: (runId: string) => ({ png: `${runId}/plots/metrics.png`, html: `${runId}/plots/index.html` }),
   tensorboardPrefix: (runId: string) => `${runId}/tensorboard/`,
   /**

@@ -4,6 +4,7 @@ import { LocalDirStore } from './local-dir-store';
 import type { ObjectStore } from './object-store';
 import { createS3Client, type S3ClientSettings } from './s3-client';
 import { S3Store, type S3StoreOptions } from './s3-store';
+import { isS3Uri, parseS3Uri } from './s3-uri';
 
 export interface OpenStoreOptions {
   /** How to reach S3 for s3:// URIs; defaults come from the standard AWS environment and config. */
@@ -15,12 +16,8 @@ export interface OpenStoreOptions {
  * (relative to the working directory) -> LocalDirStore.
  */
 export function openStore(uri: string, opts: OpenStoreOptions = {}): ObjectStore {
-  if (uri.startsWith('s3://')) {
-    const rest = uri.slice('s3://'.length);
-    const slash = rest.indexOf('/');
-    const bucket = slash < 0 ? rest : rest.slice(0, slash);
-    const prefix = slash < 0 ? '' : rest.slice(slash + 1);
-    if (!bucket) throw new Error(`invalid store URI ${uri}: expected s3://bucket or s3://bucket/prefix`);
+  if (isS3Uri(uri)) {
+    const { bucket, key: prefix } = parseS3Uri(uri);
     return new S3Store(createS3Client(opts.s3), bucket, prefix, opts.s3);
   }
   if (uri.startsWith('file://')) return new LocalDirStore(fileURLToPath(uri));

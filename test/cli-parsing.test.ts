@@ -4,8 +4,8 @@
  */
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
-import { oneLine } from '../cli/errors';
-import { nonNegativeInt, positiveInt, positiveNumber } from '../cli/options';
+import { oneLine } from '../common/errors';
+import { nonNegativeInt, positiveInt, positiveNumber } from '../common/options';
 
 test('numbers are parsed strictly: trailing text, blanks, hex and non-finite values are refused', () => {
   expect(positiveNumber('1e-3')).toBe(0.001);

@@ -192,9 +192,12 @@ describe('epsilonLoss', () => {
     const before = tf.memory().numTensors;
     const pred = tf.tensor4d(a, [2, 3, 3, 2]);
     const noise = tf.tensor4d(b, [2, 3, 3, 2]);
-    const loss = epsilonLoss(pred, noise);
+    const loss = tf.tidy(() => epsilonLoss(pred, noise));
     expect(Math.abs(loss.dataSync()[0] - expected)).toBeLessThan(1e-6);
-    tf.dispose([pred, noise, loss]);
+    // With the global batch's element count (three times this micro-batch), the share is a third of it.
+    const share = tf.tidy(() => epsilonLoss(pred, noise, 3 * a.length));
+    expect(Math.abs(share.dataSync()[0] - expected / 3)).toBeLessThan(1e-6);
+    tf.dispose([pred, noise, loss, share]);
     expect(tf.memory().numTensors).toBe(before);
   });
 });

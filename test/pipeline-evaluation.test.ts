@@ -14,7 +14,7 @@ import { bitsPerDim } from '../core/eval/bits-per-dim';
 import type { MetricRecord } from '../core/eval/evaluate';
 import { runKeys } from '../core/store-layout';
 import { epsModelFromWeights } from '../core/sampling';
-import { noiseScheduleFor } from '../core/train/trainer';
+import { noiseScheduleFor } from '../core/diffusion/schedule';
 import { Purpose, Rng, hashKey } from '../core/rng';
 import { openStore } from '../store';
 import { SEARCH_ATTRIBUTES, TrainingRunInput } from '../workflows/api';

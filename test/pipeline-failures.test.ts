@@ -164,7 +164,9 @@ test('cancel stops the run with a consistent checkpoint and marks it cancelled; 
   const trainer = h.spawnTrainer(holding);
   await trainer.ready();
   const handle = await h.startRun(h.input(runId, storeDir, dataset, config, EVERY));
-  await h.waitFor('the trainer a few steps into the second segment', async () => trainer.log.includes(holdLog));
+  await h.waitFor('the trainer a few steps into the second segment', async () =>
+    trainer.log.includes(holdLog),
+  );
   await handle.cancel();
   await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
   const resume = await new CheckpointRepository(store, runId).newestValid(config);

@@ -9,6 +9,7 @@ import {
   LocalDirStore,
   ObjectNotFoundError,
   openStore,
+  parseS3Uri,
   S3Store,
   type ObjectStore,
 } from '../store';
@@ -164,6 +165,15 @@ describe('LocalDirStore', () => {
   test('unsupported URIs fail with what to use instead', () => {
     expect(() => openStore('gs://bucket/x')).toThrow(/unsupported store URI gs:\/\/bucket\/x: use s3:\/\//);
     expect(() => openStore('s3:///prefix')).toThrow(/expected s3:\/\/bucket/);
+  });
+
+  test('parseS3Uri is the one s3:// parser: bucket, key without trailing slashes, one-line errors', () => {
+    expect(parseS3Uri('s3://b')).toEqual({ bucket: 'b', key: '' });
+    expect(parseS3Uri('s3://b/')).toEqual({ bucket: 'b', key: '' });
+    expect(parseS3Uri('s3://b/data/digits//')).toEqual({ bucket: 'b', key: 'data/digits' });
+    expect(parseS3Uri('s3://b/data/train.tar')).toEqual({ bucket: 'b', key: 'data/train.tar' });
+    expect(() => parseS3Uri('s3:///x')).toThrow(/expected s3:\/\/bucket/);
+    expect(() => parseS3Uri('/tmp/x')).toThrow(/not an S3 URI/);
   });
 
   test('a reader sees the old or the new object, never part of one', async () => {

@@ -17,18 +17,15 @@ import { Command, Option } from 'commander';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import * as activities from '../activities';
 import { initBackend } from '../core/backend';
+import { BACKEND_CHOICES, type BackendChoice } from '../core/backend/names';
 import { gpuChoiceProblem, listNvidiaGpus } from '../core/backend/nvidia';
-import { runCli } from '../cli/errors';
+import { runCli } from '../common/errors';
 import { CONTROL_TASK_QUEUE, TRAINER_TASK_QUEUE, slotTaskQueue } from '../workflows/api';
 import { temporalSettings } from './temporal-config';
 
 const program = new Command('trainer-worker')
   .description('Run a DDPM trainer worker (workflows + training activities) against Temporal')
-  .addOption(
-    new Option('--backend <name>', 'TF.js backend')
-      .choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
-      .default('auto'),
-  )
+  .addOption(new Option('--backend <name>', 'TF.js backend').choices(BACKEND_CHOICES).default('auto'))
   .option('--no-workflows', 'poll only the trainer activity queue, not the workflow queue')
   .option('--no-activities', 'poll only the workflow queue (a control worker: no TF.js, never busy)')
   .option(
@@ -57,7 +54,7 @@ const program = new Command('trainer-worker')
   );
 
 interface Options {
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendChoice;
   workflows: boolean;
   activities: boolean;
   taskQueue: string;

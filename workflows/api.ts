@@ -7,13 +7,8 @@ import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/commo
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { NON_RETRYABLE_ERROR_TYPES } from '../core/errors';
 import type { RunConfig } from '../core/presets';
-import type {
-  EvaluationSampler,
-  EvaluationSettings,
-  EvaluationSummary,
-  ExtractorSpec,
-  MetricName,
-} from '../core/eval/settings';
+import type { TrainingRunInput } from '../core/run-input';
+import type { EvaluationSettings, EvaluationSummary, ExtractorSpec } from '../core/eval/settings';
 
 /** Task queue of the workflow itself (any worker process can host it). */
 export const CONTROL_TASK_QUEUE = 'ddpm-control';
@@ -30,92 +25,15 @@ export function slotTaskQueue(pool: string, slot: number): string {
   return `${pool}-slot-${slot}`;
 }
 
-export interface RunSchedule {
-  /** Steps between checkpoints; a training segment ends at each. */
-  checkpointEvery: number;
-  /** Steps between EMA sample grids (a multiple of checkpointEvery is best). */
-  sampleEvery: number;
-  /** Images per sample grid. */
-  sampleCount: number;
-  /** DDIM steps for periodic sample grids. */
-  sampleSteps: number;
-  /** Checkpoints kept in the store (the one `latest` names is never deleted). */
-  keepCheckpoints: number;
-  /** Segments per workflow execution before it continues as new (keeps histories small); default 100. */
-  segmentsPerExecution?: number;
-}
-
-export interface Timeouts {
-  /** A trainer that stops heartbeating this long is presumed dead and its segment is retried. */
-  heartbeatSeconds: number;
-  /** Upper bound for one segment (all its steps). */
-  segmentHours: number;
-}
-
-export interface TrainingRunInput {
-  runId: string;
-  /** Where artifacts go: a local directory (absolute path or file://) or s3://bucket/prefix. */
-  storeUri: string;
-  /** Dataset source: a local path or an s3:// URI; prepared into `<runId>/dataset/` once. */
-  dataset: string;
-  config: RunConfig;
-  schedule: RunSchedule;
-  timeouts: Timeouts;
-  /** TF.js backend the trainers use ('auto' picks the fastest available on each worker). */
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
-  /** Micro-batch override (memory); unset uses the backend's default. */
-  microBatchSize?: number;
-  /** Data-parallel training over several trainer slots; unset: one trainer on the shared queue. */
-  parallel?: ParallelSettings;
-  /** In-run evaluation; unset: the defaults (bits/dim and the classifier score, a few times and at the end). */
-  evaluation?: EvaluationPlan;
-  /** Set by the workflow itself when it continues as new. */
-  carried?: CarriedState;
-}
-
-/** How a run evaluates itself while it trains; every field has a default. */
-export interface EvaluationPlan {
-  /** Steps between evaluations (rounded up to a checkpoint), plus one at the end; 0 turns them off. */
-  every?: number;
-  metrics?: MetricName[];
-  samples?: number;
-  sampler?: EvaluationSampler;
-  bpdImages?: number;
-  bpdTimesteps?: number | 'all';
-  /** Needed for FID/KID: the feature network, from a path every trainer can read or an s3:// URI. */
-  extractor?: ExtractorSpec;
-}
-
-export interface ParallelSettings {
-  /** Trainer slots 0..workers-1, each polled by one trainer process (`trainer-worker --slot k`). */
-  workers: number;
-  /** A segment attempt runs with whichever slots join, but never with fewer than this. */
-  minWorkers: number;
-  /** Task-queue prefix of the slots (default: the trainer queue): runs on separate pools do not compete. */
-  pool: string;
-  /** The coordinator's "host:port" (its key comes from each trainer's environment, never from here). */
-  coordinator: string;
-  /** How long a rendezvous waits for slots that have not joined before going ahead without them. */
-  rendezvousSeconds: number;
-  /** An all-reduce waits this long for a slower peer before failing the attempt (stragglers, hangs). */
-  peerTimeoutSeconds: number;
-  /** Gradient transfer precision. */
-  wire: 'fp32' | 'bf16';
-}
-
-/** What a continued-as-new execution inherits from the previous one. */
-export interface CarriedState {
-  datasetKey: string;
-  step: number;
-  loss: number | null;
-  lastCheckpointKey: string | null;
-  lastSampleKey: string | null;
-  startedAt: string;
-  /** Data-parallel runs: the slots that answered last. */
-  presentSlots?: number[];
-  /** The latest evaluation's numbers. */
-  evaluation?: EvaluationSummary | null;
-}
+// The run input's types are derived from its zod schema (one declaration); type-only, so no zod here.
+export type {
+  CarriedState,
+  EvaluationPlan,
+  ParallelSettings,
+  RunSchedule,
+  Timeouts,
+  TrainingRunInput,
+} from '../core/run-input';
 
 export type RunPhase =
   'preparing' | 'training' | 'sampling' | 'evaluating' | 'paused' | 'completed' | 'cancelled' | 'failed';

@@ -24,6 +24,7 @@ import {
 } from './api';
 import { FailureBudget, FailurePolicy, innermostMessage } from './failure-budget';
 import { ParallelProgress, allSlots, runParallelSegment, segmentStopped } from './parallel-segment';
+import { nextCheckpointStep } from '../core/train/checkpoint-schedule';
 
 /** Keeps each execution's history small: a fresh one carries on after this many segments. */
 const DEFAULT_SEGMENTS_PER_EXECUTION = 100;
@@ -292,7 +293,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       status.phase = 'training';
       publish();
       const every = input.schedule.checkpointEvery;
-      const targetStep = Math.min(total, (Math.floor(status.step / every) + 1) * every);
+      const targetStep = nextCheckpointStep(status.step, every, total);
       const segment: TrainSegmentInput = {
         runId: input.runId,
         storeUri: input.storeUri,

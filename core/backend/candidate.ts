@@ -1,6 +1,8 @@
 /** What selection needs from each backend: whether it can run here, and how to make it the active one. */
 
-export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+import { BACKEND_NAMES, type BackendName } from './names';
+
+export { isBackendName, type BackendName } from './names';
 
 export interface BackendInfo {
   name: BackendName;
@@ -11,7 +13,7 @@ export interface BackendInfo {
 }
 
 /** The backends, fastest first (listings and error messages). */
-export const PREFERENCE_ORDER: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+export const PREFERENCE_ORDER: readonly BackendName[] = BACKEND_NAMES;
 
 /** One rung of 'auto': a backend, optionally only when it runs on a GPU / only on the CPU. */
 export interface AutoRung {
@@ -31,10 +33,6 @@ export const AUTO_ORDER: readonly AutoRung[] = [
   { name: 'wasm' },
   { name: 'cpu' },
 ];
-
-export function isBackendName(name: string): name is BackendName {
-  return (PREFERENCE_ORDER as readonly string[]).includes(name);
-}
 
 /**
  * A probe's answer. `onGpu` says where a backend that can run on either would compute; `cpuOnlyBecause`

@@ -2,6 +2,7 @@
  * Picks and starts the TF.js backend: the fastest one that works here ('auto'), or the one asked for.
  * Every backend package is loaded only when it is tried, so a missing optional one never breaks startup.
  */
+import type { BackendChoice } from './names';
 import {
   AUTO_ORDER,
   isBackendName,
@@ -39,7 +40,7 @@ const CANDIDATES: Candidates = {
  * another backend.
  */
 export async function initBackend(
-  requested: BackendName | 'auto' = 'auto',
+  requested: BackendChoice = 'auto',
   log: (line: string) => void = () => {},
 ): Promise<BackendInfo> {
   if (requested === 'auto') return startFastest(log);

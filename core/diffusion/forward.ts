@@ -23,12 +23,18 @@ export function qSample(
   );
 }
 
-/** L_simple of the paper (eq. 14): mean squared error between predicted and true noise over all elements. */
-export function epsilonLoss(epsPred: tf.Tensor, noise: tf.Tensor): tf.Scalar {
+/**
+ * L_simple of the paper (eq. 14): the squared error between predicted and true noise, summed over all
+ * elements and divided by `denominator` — the element count of the whole (global) batch, so the losses of
+ * micro-batches and of data-parallel ranks add up to the batch mean. By default this micro-batch's own
+ * element count (the plain mean). No tf.tidy here: it runs inside the trainer's gradient function; call it
+ * within a tidy.
+ */
+export function epsilonLoss(epsPred: tf.Tensor, noise: tf.Tensor, denominator = epsPred.size): tf.Scalar {
   if (!tf.util.arraysEqual(epsPred.shape, noise.shape)) {
     throw new Error(`prediction shape [${epsPred.shape}] differs from noise shape [${noise.shape}]`);
   }
-  return tf.tidy(() => tf.mean(tf.squaredDifference(epsPred, noise)));
+  return tf.div(tf.sum(tf.squaredDifference(epsPred, noise)), denominator) as tf.Scalar;
 }
 
 function assertBatch(x: tf.Tensor4D, t: ArrayLike<number>): void {

@@ -1,5 +1,5 @@
 /** DDPM diffusion math (Ho et al. 2020): schedule, forward process, samplers and the variational bound. */
-export { NoiseSchedule, type ScheduleConfig } from './schedule';
+export { NoiseSchedule, noiseScheduleFor, type ScheduleConfig } from './schedule';
 export { qSample, epsilonLoss } from './forward';
 export { predictX0FromEps, predictEpsFromX0, qPosteriorMean, clipToDataRange } from './posterior';
 export { modelLogVariance, type VarianceType } from './variance';

@@ -1,3 +1,5 @@
+import type { DiffusionConfig } from '../presets';
+
 /**
  * The forward-process noise schedule of DDPM (Ho et al. 2020) and every per-timestep constant derived from it.
  *
@@ -130,4 +132,11 @@ export class NoiseSchedule {
 
 function assertTimestepCount(T: number): void {
   if (!Number.isInteger(T) || T < 2) throw new RangeError(`T must be an integer >= 2, got ${T}`);
+}
+
+/** The noise schedule a run's diffusion settings describe. */
+export function noiseScheduleFor(d: DiffusionConfig): NoiseSchedule {
+  return d.schedule === 'linear'
+    ? NoiseSchedule.fromConfig({ kind: 'linear', T: d.timesteps, betaStart: d.betaStart, betaEnd: d.betaEnd })
+    : NoiseSchedule.fromConfig({ kind: 'cosine', T: d.timesteps });
 }

@@ -5,7 +5,7 @@ import type { RunConfig } from '../presets';
 import { Purpose, Rng, hashKey } from '../rng';
 import { runKeys, sharedKeys, siblingKey } from '../store-layout';
 import { epsModelFromWeights, generateImages } from '../sampling';
-import { noiseScheduleFor } from '../train/trainer';
+import { noiseScheduleFor } from '../diffusion/schedule';
 import { bitsPerDim } from './bits-per-dim';
 import {
   CLASSIFIER_DEFAULTS,
@@ -374,7 +374,11 @@ export async function evaluateCheckpoint(
     }
   }
 
-  const key = runKeys.evalMetrics(target.runId, target.step, evaluationId(settings, seed, extractor?.id ?? null));
+  const key = runKeys.evalMetrics(
+    target.runId,
+    target.step,
+    evaluationId(settings, seed, extractor?.id ?? null),
+  );
   await store.put(key, records.map((r) => JSON.stringify(r) + '\n').join(''));
   return { key, records, summary: summarize(target.step, key, records, skipped), classifier: classifierInfo };
 }

@@ -81,7 +81,10 @@ export async function writeTensorboardEvents(store: EventObjects, history: RunHi
     const points = history.train.filter((p) => p.step > from && p.step <= step);
     await emit(runKeys.tensorboardEvents(history.runId, step, 'a-train'), trainScalars(points));
     const records = history.evals.filter((r) => r.step === step);
-    await emit(runKeys.tensorboardEvents(history.runId, step, `b-eval-${records.length}`), evalScalars(records));
+    await emit(
+      runKeys.tensorboardEvents(history.runId, step, `b-eval-${records.length}`),
+      evalScalars(records),
+    );
     from = step;
   }
   return written;

@@ -4,7 +4,7 @@ import { RePaintOptions, RePaintSampler } from '../diffusion';
 import { InvalidInputError } from '../errors';
 import type { RunConfig } from '../presets';
 import { epsModelFromWeights } from '../sampling/eps-model';
-import { noiseScheduleFor } from '../train/trainer';
+import { noiseScheduleFor } from '../diffusion/schedule';
 
 export interface InpaintOptions {
   /** NHWC uint8 images at the model's size; `count` of them. */

@@ -1,7 +1,7 @@
 import { AncestralSampler, DdimSampler, NoiseSchedule, Sampler } from '../diffusion';
 import { InvalidInputError } from '../errors';
 import type { RunConfig } from '../presets';
-import { noiseScheduleFor } from '../train/trainer';
+import { noiseScheduleFor } from '../diffusion/schedule';
 
 /**
  * Which sampler, as plain JSON (it travels in workflow payloads). One sampler object per method, as in

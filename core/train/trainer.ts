@@ -2,11 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { asOutOfMemory } from '../backend/out-of-memory';
 import { InvalidInputError, MicroBatchOutOfMemoryError, TrainingDivergedError } from '../errors';
 import { registerGradients } from '../tf-gradients';
-import { qSample } from '../diffusion/forward';
-import { NoiseSchedule } from '../diffusion/schedule';
+import { epsilonLoss, qSample } from '../diffusion/forward';
+import { NoiseSchedule, noiseScheduleFor } from '../diffusion/schedule';
 import { ParamLayout, accumulateIntoFlat, tensorsFromFlat } from '../model/params';
 import { unetForward, unetParamSpecs } from '../model/unet';
-import type { DiffusionConfig, RunConfig } from '../presets';
+import type { RunConfig } from '../presets';
 import { EpochOrder, ImageSource, buildMicroBatch, chunk, dropoutMasksFor, positionsForRank } from './batch';
 import { DeviceGradients, DeviceLayout, DeviceTrainState } from './device-state';
 import { TrainState, UpdateStats, applyUpdate, initialTrainState } from './optimizer';
@@ -88,12 +88,6 @@ export interface TrainerOptions {
 }
 
 registerGradients();
-
-export function noiseScheduleFor(d: DiffusionConfig): NoiseSchedule {
-  return d.schedule === 'linear'
-    ? NoiseSchedule.fromConfig({ kind: 'linear', T: d.timesteps, betaStart: d.betaStart, betaEnd: d.betaEnd })
-    : NoiseSchedule.fromConfig({ kind: 'cosine', T: d.timesteps });
-}
 
 export function checkDataMatchesModel(config: RunConfig, data: ImageSource): void {
   const m = config.model;
@@ -304,7 +298,7 @@ export class Trainer {
           const lookup = (name: string) => ps[this.layout.indexOf(name)];
           const xt = qSample(this.schedule, x0, mb.t, noise);
           const eps = unetForward(config.model, lookup, xt, mb.t, { dropoutMasks: masks });
-          return tf.div(tf.sum(tf.squaredDifference(eps, noise)), denominator) as tf.Scalar;
+          return epsilonLoss(eps, noise, denominator);
         };
         return tf.valueAndGrads(lossFn)(params);
       });

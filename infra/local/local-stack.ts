@@ -9,6 +9,7 @@ import { ensureTemporalCli } from '../setup/ensure-temporal-cli';
 import { Daemon, daemonNames, logTail, processAlive, runningDaemon, startDaemon, stopDaemon } from './daemon';
 import { registerSearchAttributes } from './register-search-attributes';
 import { CLI_TYPE_NAMES, DDPM_SEARCH_ATTRIBUTES } from './search-attributes';
+import type { BackendChoice } from '../../core/backend/names';
 import { listNvidiaGpus } from '../../core/backend/nvidia';
 import { parseAddress } from '../../coordinator/protocol';
 import { TRAINER_TASK_QUEUE, slotTaskQueue } from '../../workflows/api';
@@ -30,7 +31,7 @@ const CONTROL_WORKER = { name: 'worker-control', marker: 'trainer-worker' };
 const COORDINATOR = { name: 'coordinator', marker: 'coordinator/main' };
 const slotWorker = (slot: number) => ({ name: `worker-slot-${slot}`, marker: 'trainer-worker' });
 
-export type WorkerBackend = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export type WorkerBackend = BackendChoice;
 
 export interface LocalStackSettings {
   /** Holds temporal.db, the pid and log files (DDPM_LOCAL_STACK_DIR; default <repo>/.cache/local-stack). */

@@ -1,5 +1,4 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { z } from 'zod';
 import { RunConfig, RunConfigSchema, getPreset } from '../core/presets';
 
 /**
@@ -68,10 +67,6 @@ export function resolveRunConfig(preset: string, o: ConfigOverrides): RunConfig 
   }
   return parsed.data;
 }
-
-export const RunIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'run IDs use letters, digits, ".", "_" and "-" (max 128)');
 
 export function defaultRunId(preset: string): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);

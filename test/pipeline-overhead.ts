@@ -5,15 +5,15 @@
  * completion and the next one's start (from the workflow history). Optionally kills the trainer once
  * mid-run and reports how long until a replacement resumed training.
  *
- *   npx tsx bench/pipeline-overhead.ts [--preset tiny] [--steps 120] [--checkpoint-every 40] [--kill]
+ *   npx tsx test/pipeline-overhead.ts [--preset tiny] [--steps 120] [--checkpoint-every 40] [--kill]
  */
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { runCli } from '../cli/errors';
-import { positiveInt, resolveRunConfig } from '../cli/options';
+import { runCli } from '../common/errors';
+import { positiveInt, resolveRunConfig } from '../common/options';
 import { presetNames } from '../core/presets';
 import { LocalDirStore } from '../store';
-import { PipelineHarness, microConfig, sleep, writeMicroDataset } from '../test/helpers/pipeline';
+import { PipelineHarness, microConfig, sleep, writeMicroDataset } from './helpers/pipeline';
 
 const program = new Command('pipeline-overhead')
   .addOption(
