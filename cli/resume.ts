@@ -14,7 +14,7 @@ import {
   withStoreResumePoint,
 } from './run-executions';
 import { runIdOption } from './run-input';
-import { queryStatus, resultLines } from './run-report';
+import { queryStatus, completedRunLines } from './run-report';
 import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { watchRun } from './watch-run';
 
@@ -64,5 +64,5 @@ runCli(async () => {
   });
   if (watched.state === 'detached') return;
   if (watched.state !== 'completed') throw new Error(`run ${runId} ${watched.state}: ${watched.message}`);
-  for (const line of resultLines(watched.result, input.storeUri)) say(line);
+  for (const line of await completedRunLines(session.client, watched.result, input.storeUri)) say(line);
 });

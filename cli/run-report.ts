@@ -11,7 +11,7 @@ import {
   TrainingRunResult,
   statusQuery,
 } from '../workflows/api';
-import type { EvaluationSummary } from '../core/eval/settings';
+import { describeSummary, type EvaluationSummary } from '../core/eval/settings';
 import { objectUri } from './run-input';
 
 /** What a closed run came to: its result, or why it ended otherwise. */
@@ -146,12 +146,21 @@ export function runRecord(
   };
 }
 
-export function resultLines(result: TrainingRunResult, storeUri: string): string[] {
+/** What a completed run reports: its result, then its latest evaluation and plots page (from its memo). */
+export async function completedRunLines(
+  client: Client,
+  result: TrainingRunResult,
+  storeUri: string,
+): Promise<string[]> {
+  const record = runRecord(await client.workflow.getHandle(result.runId).describe());
   const lines = [
     `run ${result.runId} completed: step ${result.finalStep}, loss ${formatNumber(result.loss)}`,
   ];
   if (result.checkpointKey) lines.push(`checkpoint: ${objectUri(storeUri, result.checkpointKey)}`);
   if (result.sampleKey) lines.push(`samples:    ${objectUri(storeUri, result.sampleKey)}`);
+  const e = record.evaluation;
+  if (e) lines.push(`evaluation: step ${e.step}: ${describeSummary(e)}`);
+  if (record.plots) lines.push(`plots:      ${record.plots}`);
   return lines;
 }
 

@@ -26,7 +26,7 @@ import {
 } from '../common/options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
 import { absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
-import { resultLines } from './run-report';
+import { completedRunLines } from './run-report';
 import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
 import { temporalSettings } from '../workers/temporal-config';
@@ -116,7 +116,7 @@ const program = addConfigOverrideOptions(
   .option(
     '--evaluate-every <n>',
     'steps between in-run evaluations (bits/dim, classifier score; FID with --extractor), plus one at the end ' +
-      '(default: about a quarter of the run; 0: none)',
+      '(default: half the run; 0: none)',
     nonNegativeInt,
   )
   .option('--eval-samples <n>', 'generated images per in-run evaluation (classifier score, FID)', positiveInt)
@@ -274,7 +274,7 @@ runCli(async () => {
   const storeUri = (existing?.memo?.store as string | undefined) ?? input.storeUri;
   if (state === 'completed') {
     const result = (await session.client.workflow.getHandle(runId).result()) as TrainingRunResult;
-    for (const line of resultLines(result, storeUri)) say(line);
+    for (const line of await completedRunLines(session.client, result, storeUri)) say(line);
     return;
   }
   const needs = workerNeedsOf(input);
@@ -315,5 +315,5 @@ runCli(async () => {
   if (outcome.state !== 'completed') {
     throw new Error(`run ${runId} ${outcome.state}: ${outcome.message}`);
   }
-  for (const line of resultLines(outcome.result, storeUri)) say(line);
+  for (const line of await completedRunLines(session.client, outcome.result, storeUri)) say(line);
 });

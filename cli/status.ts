@@ -15,7 +15,7 @@ import {
   queryStatus,
   runOutcome,
   runRecord,
-  resultLines,
+  completedRunLines,
   rankTimings,
   segmentHeartbeat,
   segmentHeartbeats,
@@ -179,5 +179,6 @@ runCli(async () => {
   });
   if (watched.state === 'detached') return;
   if (watched.state !== 'completed') throw new Error(`run ${runId} ${watched.state}: ${watched.message}`);
-  for (const line of resultLines(watched.result, record.store ?? '')) process.stdout.write(`${line}\n`);
+  for (const line of await completedRunLines(session.client, watched.result, record.store ?? ''))
+    process.stdout.write(`${line}\n`);
 });

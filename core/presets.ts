@@ -144,7 +144,7 @@ export const PRESETS = {
       emaDecay: 0.995,
       emaWarmup: true,
       randomFlip: false,
-      totalSteps: 800,
+      totalSteps: 2000,
     },
   },
   /**

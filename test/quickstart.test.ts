@@ -102,6 +102,8 @@ test('npm install && npm run start-run in a fresh clone trains the default prese
       ...['run', 'start-run', '--'],
       ...['--steps', '20', '--checkpoint-every', '10', '--sample-every', '20'],
       ...['--samples', '4', '--sample-steps', '5'],
+      // One in-run evaluation, at the end, on few samples (the default run has two, on 256).
+      ...['--evaluate-every', '20', '--eval-samples', '16'],
     ],
     600_000,
   );
@@ -115,6 +117,13 @@ test('npm install && npm run start-run in a fresh clone trains the default prese
   const grid = samples.startsWith('file:') ? fileURLToPath(samples) : samples;
   expect(grid.startsWith(path.join(clone, 'runs', runId!, 'samples'))).toBe(true);
   expect(readFileSync(grid).subarray(1, 4).toString()).toBe('PNG');
+  // The final evaluation on the digits' held-out split and built-in classifier, and its plots.
+  expect(start.stdout).toMatch(
+    /^evaluation: step 20: bits\/dim [\d.]+ ± [\d.]+ \| classifier FID [\d.]+ \| confident \d+%/m,
+  );
+  const plots = /^plots: +(\S+)$/m.exec(start.stdout)?.[1] ?? '';
+  expect(plots).toBe(path.join(clone, 'runs', runId!, 'plots', 'index.html'));
+  expect(existsSync(path.join(clone, 'runs', runId!, 'plots', 'metrics.png'))).toBe(true);
   // The first-use install made this clone's native backend link and the trainer runs on it.
   expect(start.stderr).toMatch(/\[tfjs-native\] verified: TF 2\.\d+\.\d+, on (CPU|GPU)/);
   const workerLog = readFileSync(path.join(clone, '.cache', 'local-stack', 'worker.log'), 'utf8');

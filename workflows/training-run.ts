@@ -71,8 +71,11 @@ const retry: RetryPolicy = {
 const evaluationRetry: RetryPolicy = { ...retry, maximumAttempts: 2 };
 /** Evaluations sample hundreds of images and may train the quality classifier on first use: allow hours. */
 const EVALUATION_TIMEOUT = '6h';
-/** In-run evaluations per run by default (the last at the final step). */
-const DEFAULT_EVALUATIONS_PER_RUN = 4;
+/**
+ * In-run evaluations per run by default: half-way and at the end, as the sample grids. On a CPU one
+ * costs about a minute (256 samples), which four would make a fifth of the quick start's digits run.
+ */
+const DEFAULT_EVALUATIONS_PER_RUN = 2;
 /** Marks histories written by code that schedules in-run evaluations (older runs replay without them). */
 export const EVALUATION_PATCH = 'in-run-evaluation';
 
