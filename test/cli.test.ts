@@ -501,7 +501,9 @@ test('evaluate scores a run prepared by an older version (no labels, no held-out
   ];
   const evaluated = await cli('evaluate', [...args, '--backend', 'tensorflow']);
   expectSuccess(evaluated);
-  expect(evaluated.stderr).toContain(`preparing ${dataset} into ${store}/e2e-old/dataset/manifest.json`);
+  expect(evaluated.stderr).toContain(
+    `preparing ${dataset} into file://${store}/e2e-old/dataset/manifest.json`,
+  );
   expect(evaluated.stdout).toMatch(/classifier FID: [\d.]+ \(built-in classifier/);
   expect(JSON.parse(readFileSync(manifestPath, 'utf8')).labels).toBeDefined();
 }, 240_000);

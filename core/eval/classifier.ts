@@ -211,7 +211,9 @@ export class QualityClassifier {
   constructor(readonly model: tfl.LayersModel) {
     // The feature layer's map is 1 x 1 x featureDim.
     const map = model.getLayer(FEATURE_LAYER).output as tfl.SymbolicTensor;
-    const features = tfl.layers.flatten().apply(map) as tfl.SymbolicTensor;
+    // Named: an auto-named layer here would be 'flatten_Flatten1' in a fresh process, which is also the
+    // name the saved model's own flatten layer carries when a cached classifier is loaded.
+    const features = tfl.layers.flatten({ name: 'features_flat' }).apply(map) as tfl.SymbolicTensor;
     this.both = tfl.model({ inputs: model.inputs, outputs: [features, model.outputs[0]] });
     this.classes = model.outputs[0].shape[1] as number;
     this.featureDim = features.shape[1] as number;
