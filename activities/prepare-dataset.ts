@@ -1,5 +1,6 @@
 import { heartbeat } from '@temporalio/activity';
 import { loadImageDataset, parseShardManifest, splitIntoShards } from '../core/data';
+import { runKeys } from '../core/store-layout';
 import type { PrepareDatasetInput, PreparedDataset } from '../workflows/api';
 import { localCopyOf, log, storeFor, withHeartbeats } from './runtime';
 import { asActivityFailure } from './failures';
@@ -10,7 +11,7 @@ import { asActivityFailure } from './failures';
  */
 export async function prepareDataset(input: PrepareDatasetInput): Promise<PreparedDataset> {
   const store = storeFor(input.storeUri);
-  const manifestKey = `${input.runId}/dataset/manifest.json`;
+  const manifestKey = runKeys.datasetManifest(input.runId);
   try {
     const existing = await store.tryGet(manifestKey);
     if (existing) {
@@ -35,7 +36,7 @@ export async function prepareDataset(input: PrepareDatasetInput): Promise<Prepar
       for (const [name, bytes] of shards) {
         const writing = { phase: 'writing', shard: name };
         heartbeat(writing);
-        await withHeartbeats(store.put(`${input.runId}/dataset/${name}`, bytes), () => writing);
+        await withHeartbeats(store.put(`${runKeys.datasetPrefix(input.runId)}${name}`, bytes), () => writing);
       }
       await store.put(manifestKey, JSON.stringify(manifest, null, 2));
       log(

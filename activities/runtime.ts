@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { BackendInfo, BackendName, initBackend } from '../core/backend';
 import { DatasetError, ShardedImages, joinShards, parseShardManifest } from '../core/data';
+
 import { ObjectStore, openStore } from '../store';
 
 /**

@@ -17,8 +17,8 @@ export async function sampleGrid(input: SampleGridInput): Promise<SampleGridResu
     const png = await sampleGridPng(config, state.ema, {
       count: input.count,
       sampler: input.sampler,
-      onProgress: async (done, total) => {
-        ctx.heartbeat({ done, total });
+      onProgress: async (p) => {
+        ctx.heartbeat({ done: p.stepsDone, total: p.stepsTotal });
         await yieldToEventLoop();
       },
     });

@@ -104,8 +104,9 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     if (writesCheckpoints && state) stopped = { step: resumedFromStep, checkpointKey };
     let saveSeconds = 0;
     const save = async (t: Trainer) => {
+      const state = await t.hostState();
       if (!writesCheckpoints) {
-        savedStep = t.state.step;
+        savedStep = state.step;
         checkpointKey = repo.keyFor(savedStep);
         saved = { step: savedStep };
         return;
@@ -114,11 +115,11 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
       beat.phase = 'checkpointing';
       ctx.heartbeat(beat);
       const written = await withHeartbeats(
-        repo.save(t.state, input.config, input.keepCheckpoints, checkpointFaultHook(t.state.step)),
+        repo.save(state, input.config, input.keepCheckpoints, checkpointFaultHook(state.step)),
         () => beat,
       );
       checkpointKey = written.key;
-      savedStep = t.state.step;
+      savedStep = state.step;
       stopped = { step: savedStep, checkpointKey };
       saved = { step: savedStep, files: written.manifest.files };
       saveSeconds += (performance.now() - s0) / 1000;
@@ -136,7 +137,7 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         reduce: groupReducer(
           group,
           beat,
-          () => trainer?.state.step ?? 0,
+          () => trainer?.currentStep ?? 0,
           () => stepStartedAt,
         ),
       }),
@@ -147,14 +148,14 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('segment cancelled');
       },
     });
-    beat.step = trainer.state.step;
+    beat.step = trainer.currentStep;
     beat.phase = 'training';
     const setupSeconds = (performance.now() - startedAt) / 1000;
     let trainSeconds = 0;
     let images = 0;
     let loss = NaN;
     try {
-      while (trainer.state.step < targetStep) {
+      while (trainer.currentStep < targetStep) {
         stepStartedAt = performance.now();
         const r = await trainer.step();
         trainSeconds += r.seconds;
@@ -167,19 +168,19 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     } catch (err) {
       // Cancelled (pause, cancel, shutdown) or a peer lost: keep the last step every rank completed.
       const interrupted = err instanceof CancelledFailure || (group !== null && isPeerFailure(err));
-      if (interrupted && trainer.state.step > savedStep) {
-        log(`interrupted at step ${trainer.state.step} (${errorText(err)}): checkpointing before stopping`);
+      if (interrupted && trainer.currentStep > savedStep) {
+        log(`interrupted at step ${trainer.currentStep} (${errorText(err)}): checkpointing before stopping`);
         await save(trainer);
       }
       throw err;
     }
-    if (savedStep !== trainer.state.step) await save(trainer);
+    if (savedStep !== trainer.currentStep) await save(trainer);
     await group?.close();
     group = null;
     return {
       admitted: true,
       ...(beat.rank !== undefined && { rank: beat.rank, world: beat.world }),
-      step: trainer.state.step,
+      step: trainer.currentStep,
       loss,
       imagesPerSec: trainSeconds > 0 ? images / trainSeconds : 0,
       checkpointKey,
@@ -196,12 +197,15 @@ export async function trainSegment(input: TrainSegmentInput): Promise<TrainSegme
     }
     throw asActivityFailure(asAttemptFailure(err));
   } finally {
-    trainer?.dispose();
     // Its state is final now: the next segment of this run here may use it for the checkpoint holding it.
-    if (trainer && saved?.step === trainer.state.step) {
+    // (Saved at the current step, so the host copy is current and nothing is read from the device.)
+    if (trainer && saved?.step === trainer.currentStep) {
       const { storeUri, runId } = input;
-      keepTrainedState({ storeUri, runId, state: trainer.state, files: saved.files });
+      const files = saved.files;
+      const state = await trainer.hostState().catch(() => undefined);
+      if (state) keepTrainedState({ storeUri, runId, state, files });
     }
+    trainer?.dispose();
     // Leaving early (error, cancellation) tells the peers at once instead of letting them time out.
     await group?.close(ctx.cancellationSignal.aborted ? 'cancelled' : 'failed').catch(() => undefined);
   }

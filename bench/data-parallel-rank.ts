@@ -69,7 +69,7 @@ async function main(job: RankJob): Promise<void> {
     reduce: group
       ? async (local: Float32Array): Promise<Float32Array> => {
           compute = (performance.now() - stepStarted) / 1000;
-          return group!.allReduce(local, { step: trainer.state.step, computeSeconds: compute });
+          return group!.allReduce(local, { step: trainer.currentStep, computeSeconds: compute });
         }
       : identityReducer,
   });

@@ -1,4 +1,5 @@
-import { CheckpointRepository, stepName } from '../core/checkpoint/repository';
+import { CheckpointRepository } from '../core/checkpoint/repository';
+import { runKeys } from '../core/store-layout';
 import { loadImageDataset } from '../core/data';
 import type { RunConfig } from '../core/presets';
 import { sampleGridKey, sampleGridPng } from '../core/sampling';
@@ -40,7 +41,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   for (const s of resume?.skipped ?? []) log(`checkpoint ${s.step} skipped: ${s.reason}`);
   if (resume) log(`resuming from ${store.uri}/${resume.key} (step ${resume.checkpoint.state.step})`);
   else log(`starting run ${runId} from the seed (${config.train.seed})`);
-  await store.put(`${runId}/config.json`, JSON.stringify(config, null, 2));
+  await store.put(runKeys.config(runId), JSON.stringify(config, null, 2));
 
   const trainer = new Trainer({
     config,
@@ -53,19 +54,19 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   let checkpointKey = resume?.key ?? '';
   let lastLoss = NaN;
   let metrics: string[] = [];
-  const progress = progressLine('train', total, trainer.state.step);
+  const progress = progressLine('train', total, trainer.currentStep);
 
   const checkpoint = async () => {
-    checkpointKey = (await repo.save(trainer.state, config, o.keepCheckpoints)).key;
-    await store.put(`${runId}/metrics/${stepName(trainer.state.step)}.jsonl`, metrics.join(''));
+    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
+    await store.put(runKeys.metrics(runId, trainer.currentStep), metrics.join(''));
     metrics = [];
   };
   const sample = async () => {
-    const step = trainer.state.step;
+    const step = trainer.currentStep;
     const key = sampleGridKey(runId, step);
     await store.put(
       key,
-      await sampleGridPng(config, trainer.state.ema, {
+      await sampleGridPng(config, (await trainer.hostState()).ema, {
         count: o.sampleCount,
         sampler: { kind: 'ddim', steps: 50 },
       }),
@@ -77,7 +78,7 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
   try {
     let imagesSinceReport = 0;
     let secondsSinceReport = 0;
-    while (trainer.state.step < total) {
+    while (trainer.currentStep < total) {
       const r = await trainer.step();
       lastLoss = r.loss;
       imagesSinceReport += r.images;
@@ -99,10 +100,11 @@ export async function runLocal(o: LocalRunOptions): Promise<LocalRunResult> {
     progress.stop();
     trainer.dispose();
   }
-  if (!checkpointKey) checkpointKey = (await repo.save(trainer.state, config, o.keepCheckpoints)).key;
+  if (!checkpointKey)
+    checkpointKey = (await repo.save(await trainer.hostState(), config, o.keepCheckpoints)).key;
   log(
-    `done: step ${trainer.state.step}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
+    `done: step ${trainer.currentStep}, loss ${lastLoss.toFixed(4)}, checkpoint ${store.uri}/${checkpointKey}`,
   );
   if (sampleKeys.length > 0) log(`samples: ${store.uri}/${sampleKeys[sampleKeys.length - 1]}`);
-  return { finalStep: trainer.state.step, lastLoss, checkpointKey, sampleKeys };
+  return { finalStep: trainer.currentStep, lastLoss, checkpointKey, sampleKeys };
 }

@@ -6,6 +6,7 @@ import {
   defaultPayloadConverter,
 } from '@temporalio/client';
 import { CheckpointRepository } from '../core/checkpoint/repository';
+import { isSampleGridKey, runKeys } from '../core/store-layout';
 import { openStore } from '../store';
 import {
   CONTROL_TASK_QUEUE,
@@ -95,11 +96,13 @@ export async function withStoreResumePoint(
   let carried: CarriedState | undefined = input.carried;
   try {
     const store = openStore(input.storeUri);
-    const datasetKey = `${input.runId}/dataset/manifest.json`;
+    const datasetKey = runKeys.datasetManifest(input.runId);
     const repo = new CheckpointRepository(store, input.runId);
     const [step] = await repo.listSteps();
     if (step !== undefined && (await store.exists(datasetKey))) {
-      const samples = (await store.list(`${input.runId}/samples/`)).filter((k) => k.endsWith('.png')).sort();
+      const samples = (await store.list(runKeys.samplesPrefix(input.runId)))
+        .filter((k) => isSampleGridKey(input.runId, k))
+        .sort();
       carried = {
         datasetKey,
         step,

@@ -133,14 +133,15 @@ export const PRESETS = {
     diffusion: paperDiffusion,
     train: {
       ...paperTraining,
-      batchSize: 64,
-      microBatchSize: 64,
+      // Small batches and many steps: early in training, updates matter more than gradient noise.
+      batchSize: 32,
+      microBatchSize: 32,
       learningRate: 1e-3,
       warmupSteps: 100,
       emaDecay: 0.995,
       emaWarmup: true,
       randomFlip: false,
-      totalSteps: 1500,
+      totalSteps: 800,
     },
   },
   /**

@@ -18,6 +18,8 @@ export enum Purpose {
   Sampling = 6,
   Evaluation = 7,
   Init = 8,
+  /** RePaint's noise: known-region forward noise, reverse-step noise and the resampling jumps. */
+  Inpainting = 9,
 }
 
 function mix32(h: number): number {

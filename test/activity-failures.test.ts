@@ -61,7 +61,7 @@ test('a trainer whose loss stops being finite throws TrainingDivergedError, not 
   for (let i = 0; i < 5 && err === null; i++) await trainer.step().catch((e: unknown) => (err = e));
   trainer.dispose();
   expect(err).toBeInstanceOf(TrainingDivergedError);
-  expect((err as TrainingDivergedError).step).toBe(trainer.state.step);
+  expect((err as TrainingDivergedError).step).toBe(trainer.currentStep);
   const f = asActivityFailure(err) as ApplicationFailure;
   expect([f.type, f.nonRetryable]).toEqual(['TrainingDivergedError', true]);
 });

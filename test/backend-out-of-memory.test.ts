@@ -54,7 +54,7 @@ async function expectMicroBatchOutOfMemory(backend: string, cause: RegExp): Prom
   );
   expect(message).toMatch(cause);
   expect(message).toMatch(/; try --micro-batch 1 \(the global batch stays the same\)$/);
-  expect(trainer.state.step).toBe(0);
+  expect(trainer.currentStep).toBe(0);
 
   // Nothing was corrupted: this process goes on training (here the small micro U-Net).
   const small = new Trainer({

@@ -20,9 +20,13 @@ function loads(name: string): boolean {
   }
 }
 
-/** Dawn reaches GPUs through the Vulkan loader; without it no adapter can exist. */
+/**
+ * Dawn reaches GPUs through the Vulkan loader; without it no adapter can exist. (CI may bring a private
+ * loader on LD_LIBRARY_PATH, with lavapipe: infra/lavapipe/install.sh.)
+ */
 function vulkanLoaderPresent(): boolean {
   const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d !== ''),
     '/usr/lib/x86_64-linux-gnu',
     '/usr/lib/aarch64-linux-gnu',
     '/usr/lib64',

@@ -5,7 +5,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { PREFERENCE_ORDER, initBackend } from '../core/backend';
 import type { BackendName } from '../core/backend';
+import { ParamLayout } from '../core/model/params';
+import { unetParamSpecs } from '../core/model/unet';
 import { Purpose, Rng } from '../core/rng';
+import { initialTrainState } from '../core/train/optimizer';
 import { Trainer } from '../core/train/trainer';
 import { microConfig } from './helpers/micro-config';
 
@@ -22,12 +25,17 @@ const data = {
   pixels: Uint8Array.from({ length: 8 * 8 * 8 * 3 }, () => rng.int(256)),
 };
 
+/** The seed's initial weights, perturbed so the zero-initialised output layers get non-trivial gradients. */
+function perturbedParams(): Float32Array {
+  const params = new ParamLayout(unetParamSpecs(config.model)).initialize(config.train.seed);
+  const init = new Rng([4, Purpose.Init]);
+  for (let i = 0; i < params.length; i++) params[i] += 0.05 * init.normal();
+  return params;
+}
+
 async function gradientsOn(backend: BackendName): Promise<Float32Array> {
   await initBackend(backend);
-  const trainer = new Trainer({ config, data });
-  // Perturb the zero-initialised output layers so every parameter gets a non-trivial gradient.
-  const init = new Rng([4, Purpose.Init]);
-  for (let i = 0; i < trainer.state.params.length; i++) trainer.state.params[i] += 0.05 * init.normal();
+  const trainer = new Trainer({ config, data, state: initialTrainState(perturbedParams()) });
   const before = tf.memory().numTensors;
   const grads = await trainer.localGradients();
   trainer.dispose();

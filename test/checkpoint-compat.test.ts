@@ -77,11 +77,12 @@ test('a run resumes from the version 1 fixture through the repository and trains
 
     const trainer = new Trainer({ config, data: fixtureImages(), state: resume!.checkpoint.state });
     const r = await trainer.step();
+    const continued = await trainer.hostState();
     trainer.dispose();
     expect(r.step).toBe(V1.step + 1);
     expect(Number.isFinite(r.loss)).toBe(true);
     // And the newer build's own checkpoint of the continued run reads back.
-    await repo.save(trainer.state, config);
+    await repo.save(continued, config);
     expect((await repo.newestValid(config))?.checkpoint.state.step).toBe(V1.step + 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });

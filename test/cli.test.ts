@@ -229,13 +229,15 @@ test('every command has --help, which names its options', async () => {
     sample: [
       '--run-id',
       '--store',
-      '--step',
+      '--checkpoint',
       '--sampler',
       '--steps',
       '--count',
+      '--batch',
       '--seed',
       '--backend',
       '--out',
+      '--on-pool',
     ],
     'stop-local': ['--timeout'],
     train: ['--preset', '--dataset', '--store', '--run-id', '--steps', '--lr', '--backend', '--keep'],
@@ -395,7 +397,7 @@ test('start-run brings up the stack and trains to completion; status, list and s
       '--backend',
       'tensorflow',
       '--out',
-      path.join(scratch, 'grid.png'),
+      path.join(scratch, 'samples'),
     ]),
   ]);
   expectSuccess(list);
@@ -415,10 +417,12 @@ test('start-run brings up the stack and trains to completion; status, list and s
   expect(table.stdout).toMatch(/^RUN ID\s+STATE\s+PHASE\s+PRESET\s+STEP\s+LOSS\s+STARTED$/m);
   expect(table.stdout).toMatch(/^e2e\s+completed\s+completed\s+tiny\s+4\s+\d/m);
   expectSuccess(sample);
-  expect(sample.stdout.trim()).toBe(path.join(scratch, 'grid.png'));
+  const setUri = new RegExp(`^file://${store}/e2e/samples/000000004/ddim3-seed\\d+-n4$`);
+  expect(sample.stdout.trim()).toMatch(setUri);
   // 2x2 grid of 32x32 images with 2-pixel padding: 70x70.
-  const grid = readFileSync(path.join(scratch, 'grid.png'));
+  const grid = readFileSync(path.join(scratch, 'samples', 'grid.png'));
   expect([grid.readUInt32BE(16), grid.readUInt32BE(20)]).toEqual([70, 70]);
+  expect(readdirSync(path.join(scratch, 'samples', 'images'))).toHaveLength(4);
 
   // A completed run is not started again: start-run reports its result.
   const again = await cli('start-run', trainArgs('e2e', 4));
@@ -426,6 +430,19 @@ test('start-run brings up the stack and trains to completion; status, list and s
   expect(again.stdout).toContain('run e2e completed: step 4');
   expect(again.stderr).not.toMatch(/started run/);
 });
+
+test("sample --on-pool runs on the run's trainer pool through Temporal; repeated, it reuses the chunk", async () => {
+  // The e2e run of the test above; its store, pool and backend come from its workflow input.
+  const poolArgs = ['--run-id', 'e2e', '--count', '4', '--steps', '3', '--seed', '5', '--on-pool'];
+  const onPool = await cli('sample', poolArgs);
+  expectSuccess(onPool);
+  expect(onPool.stdout.trim()).toBe(`file://${store}/e2e/samples/000000004/ddim3-seed5-n4`);
+  expect(onPool.stderr).toMatch(/^sample 4\/4 \| img\/s /m);
+  expect(onPool.stderr).toMatch(/^1 chunks on tensorflow$/m);
+  const repeated = await cli('sample', poolArgs);
+  expectSuccess(repeated);
+  expect(repeated.stderr).toMatch(/^1 chunks on tensorflow \(1 reused\)$/m);
+}, 240_000);
 
 test('a killed CLI leaves the run going; start-run re-attaches to it and it completes', async () => {
   const first = launch('start-run', trainArgs('kill', 40));

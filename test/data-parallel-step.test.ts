@@ -96,8 +96,8 @@ beforeAll(async () => {
       return local;
     },
   });
-  while (t.state.step < STEPS) await t.step();
-  oneWorker = { grads: grads!, params: t.state.params };
+  while (t.currentStep < STEPS) await t.step();
+  oneWorker = { grads: grads!, params: (await t.hostState()).params };
   t.dispose();
 });
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCheckpointDir, saveCheckpointDir } from '../core/checkpoint/checkpoint';
 import { ImageSource } from '../core/train/batch';
-import { Trainer } from '../core/train/trainer';
+import { OptimizerPlacement, Trainer } from '../core/train/trainer';
 import { microConfig } from './helpers/micro-config';
 import { Purpose, Rng } from '../core/rng';
 
@@ -37,29 +37,35 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('training determinism', () => {
   const data = syntheticImages(10);
 
-  test('2N steps equal N steps + checkpoint + reload into a fresh trainer + N steps, bit for bit', async () => {
-    const straight = new Trainer({ config, data });
-    for (let i = 0; i < 4; i++) await straight.step();
-    straight.dispose();
+  test.each<OptimizerPlacement>(['host', 'device'])(
+    'optimizer on the %s: 2N steps equal N steps + checkpoint + reload into a fresh trainer + N steps, bit for bit',
+    async (optimizer) => {
+      const straight = new Trainer({ config, data, optimizer });
+      for (let i = 0; i < 4; i++) await straight.step();
+      const straightState = await straight.hostState();
+      straight.dispose();
 
-    const first = new Trainer({ config, data });
-    for (let i = 0; i < 2; i++) await first.step();
-    await saveCheckpointDir(join(dir, 'ckpt'), first.state, config);
-    first.dispose();
+      const first = new Trainer({ config, data, optimizer });
+      for (let i = 0; i < 2; i++) await first.step();
+      await saveCheckpointDir(join(dir, `ckpt-${optimizer}`), await first.hostState(), config);
+      first.dispose();
 
-    const loaded = await loadCheckpointDir(join(dir, 'ckpt'), config);
-    expect(loaded.state.step).toBe(2);
-    const resumed = new Trainer({ config: loaded.config, data, state: loaded.state });
-    for (let i = 0; i < 2; i++) await resumed.step();
-    resumed.dispose();
+      const loaded = await loadCheckpointDir(join(dir, `ckpt-${optimizer}`), config);
+      expect(loaded.state.step).toBe(2);
+      const resumed = new Trainer({ config: loaded.config, data, state: loaded.state, optimizer });
+      for (let i = 0; i < 2; i++) await resumed.step();
+      const resumedState = await resumed.hostState();
+      resumed.dispose();
 
-    expect(resumed.state.step).toBe(4);
-    for (const key of ['params', 'ema', 'adamM', 'adamV'] as const) {
-      expect(sameBits(resumed.state[key], straight.state[key])).toBe(true);
-    }
-    // And training actually moved the weights.
-    expect(sameBits(straight.state.params, new Trainer({ config, data }).state.params)).toBe(false);
-  });
+      expect(resumedState.step).toBe(4);
+      for (const key of ['params', 'ema', 'adamM', 'adamV'] as const) {
+        expect(sameBits(resumedState[key], straightState[key])).toBe(true);
+      }
+      // And training actually moved the weights.
+      const initial = await new Trainer({ config, data }).hostState();
+      expect(sameBits(straightState.params, initial.params)).toBe(false);
+    },
+  );
 
   test('a different seed gives a different run', async () => {
     const a = new Trainer({ config, data });
@@ -87,12 +93,18 @@ describe('training determinism', () => {
     expect(maxDiffRanks).toBeLessThan(1e-5 * Math.max(1, maxAbs));
   });
 
-  test('a training step leaks no tensors', async () => {
-    const trainer = new Trainer({ config, data });
-    await trainer.step();
-    const before = tf.memory().numTensors;
-    await trainer.step();
-    expect(tf.memory().numTensors).toBe(before);
-    trainer.dispose();
-  });
+  test.each<OptimizerPlacement>(['host', 'device'])(
+    'optimizer on the %s: a training step leaks no tensors, and dispose frees them all',
+    async (optimizer) => {
+      const start = tf.memory().numTensors;
+      const trainer = new Trainer({ config, data, optimizer });
+      await trainer.step();
+      const before = tf.memory().numTensors;
+      await trainer.step();
+      expect(tf.memory().numTensors).toBe(before);
+      await trainer.hostState();
+      trainer.dispose();
+      expect(tf.memory().numTensors).toBe(start);
+    },
+  );
 });

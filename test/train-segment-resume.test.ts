@@ -111,7 +111,8 @@ test('two segments of one run in one process never share (and both update) one k
 
 async function trainFrom(state: TrainState, steps: number): Promise<Float32Array> {
   const trainer = new Trainer({ config, data: await loadImageDataset(dataset), state });
-  while (trainer.state.step < steps) await trainer.step();
+  while (trainer.currentStep < steps) await trainer.step();
+  const { params } = await trainer.hostState();
   trainer.dispose();
-  return trainer.state.params;
+  return params;
 }

@@ -1,2 +1,3 @@
 /** Everything a worker bundles as workflow code. */
 export { trainingRun } from './training-run';
+export { sampleImages, inpaintImage } from './sampling';

@@ -1,5 +1,6 @@
 import { CheckpointError, CheckpointMismatchError, NoValidCheckpointError } from '../errors';
 import type { RunConfig } from '../presets';
+import { runKeys, stepName } from '../store-layout';
 import type { TrainState } from '../train/optimizer';
 import {
   CheckpointManifest,
@@ -40,12 +41,7 @@ export interface SavedCheckpoint {
   manifest: CheckpointManifest;
 }
 
-const STEP_DIGITS = 9;
-
-/** A step as it appears in object keys: zero-padded so keys sort in step order. */
-export function stepName(step: number): string {
-  return String(step).padStart(STEP_DIGITS, '0');
-}
+export { stepName };
 
 /**
  * Commit protocol for `<runId>/checkpoints/<step>/`: tensor objects first, then the manifest carrying
@@ -59,15 +55,15 @@ export class CheckpointRepository {
   ) {}
 
   prefix(): string {
-    return `${this.runId}/checkpoints/`;
+    return runKeys.checkpointsPrefix(this.runId);
   }
 
   keyFor(step: number): string {
-    return `${this.prefix()}${stepName(step)}`;
+    return runKeys.checkpoint(this.runId, step);
   }
 
   latestKey(): string {
-    return `${this.runId}/latest`;
+    return runKeys.latest(this.runId);
   }
 
   /**

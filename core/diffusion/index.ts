@@ -7,6 +7,13 @@ export { standardNormalBatch, noiseStepKey, INITIAL_NOISE_STEP, type NoiseKey } 
 export type { EpsModel, SampleOptions, Sampler } from './sampler';
 export { AncestralSampler, type AncestralSamplerOptions } from './ancestral';
 export { DdimSampler, uniformDdimTimesteps, type DdimSamplerOptions } from './ddim';
+export {
+  REPAINT_RESAMPLINGS,
+  RePaintSampler,
+  repaintSchedule,
+  type InpaintRunOptions,
+  type RePaintOptions,
+} from './repaint';
 export { normalKl, approxStandardNormalCdf, discretizedGaussianLogLikelihood } from './gaussian';
 export {
   vlbTerms,

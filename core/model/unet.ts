@@ -5,7 +5,9 @@ import {
   conv2d,
   dense,
   groupNorm,
+  groupNormSilu,
   ParamLookup,
+  selfAttention,
   silu,
   timestepEmbedding,
   upsampleNearest2x,
@@ -154,10 +156,10 @@ function resBlock(
   groups: number,
   dropoutMask: tf.Tensor4D | null,
 ): tf.Tensor4D {
-  let h = conv2d(silu(groupNorm(x, p, `${step.name}.norm1`, groups)), p, `${step.name}.conv1`);
+  let h = conv2d(groupNormSilu(x, p, `${step.name}.norm1`, groups), p, `${step.name}.conv1`);
   const tproj = dense(embedding, p, `${step.name}.temb_proj`);
   h = tf.add(h, tf.reshape(tproj, [tproj.shape[0], 1, 1, step.cout]));
-  h = silu(groupNorm(h, p, `${step.name}.norm2`, groups));
+  h = groupNormSilu(h, p, `${step.name}.norm2`, groups);
   if (dropoutMask) h = tf.mul(h, dropoutMask);
   h = conv2d(h, p, `${step.name}.conv2`);
   const shortcut = step.cin !== step.cout ? conv1x1(x, p, `${step.name}.nin_shortcut`) : x;
@@ -165,15 +167,7 @@ function resBlock(
 }
 
 function attnBlock(x: tf.Tensor4D, p: ParamLookup, name: string, groups: number): tf.Tensor4D {
-  const [b, hgt, wid, c] = x.shape;
-  const h = groupNorm(x, p, `${name}.norm`, groups);
-  const tokens = (t: tf.Tensor4D) => tf.reshape(t, [b, hgt * wid, c]);
-  const q = tokens(conv1x1(h, p, `${name}.q`));
-  const k = tokens(conv1x1(h, p, `${name}.k`));
-  const v = tokens(conv1x1(h, p, `${name}.v`));
-  const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c)));
-  const attended = tf.reshape(tf.matMul(weights, v), [b, hgt, wid, c]) as tf.Tensor4D;
-  return tf.add(x, conv1x1(attended, p, `${name}.proj_out`));
+  return tf.add(x, selfAttention(groupNorm(x, p, `${name}.norm`, groups), p, name));
 }
 
 /** Predicts the noise epsilon in x_t (NHWC, values around [-1, 1]) at integer timesteps t. */
@@ -219,5 +213,5 @@ export function unetForward(
         break;
     }
   }
-  return conv2d(silu(groupNorm(h, p, 'norm_out', cfg.groups)), p, 'conv_out');
+  return conv2d(groupNormSilu(h, p, 'norm_out', cfg.groups), p, 'conv_out');
 }

@@ -1,8 +1,8 @@
 /**
- * Adam with linear warmup, global-norm gradient clipping and an EMA of the weights, all on flat fp32
- * buffers. The update runs in JS: it is identical on every backend, the state is one buffer per moment
- * (trivial to checkpoint and to all-reduce against), and at the step times of this project its cost is
- * small next to the forward and backward passes.
+ * Adam with linear warmup, global-norm gradient clipping and an EMA of the weights, on flat fp32 buffers
+ * in JS: the reference for the device-resident update (device-state.ts), which does the same arithmetic
+ * as tensor ops where the state lives on the backend. The state is one buffer per quantity, the
+ * checkpoint format.
  */
 export interface OptimizerHyperparams {
   learningRate: number;
@@ -65,34 +65,54 @@ export interface UpdateStats {
   clipped: boolean;
 }
 
+/** The scalars of the update that takes `step` completed steps to step + 1. */
+export interface AdamStepConstants {
+  learningRate: number;
+  beta1: number;
+  beta2: number;
+  /** lr / (1 - beta1^t) */
+  stepSize: number;
+  /** sqrt(1 - beta2^t) */
+  sqrtBiasCorrection2: number;
+  epsilon: number;
+  emaDecay: number;
+}
+
+export function adamStepConstants(step: number, h: OptimizerHyperparams): AdamStepConstants {
+  const learningRate = learningRateAt(step, h);
+  const t = step + 1;
+  return {
+    learningRate,
+    beta1: h.adamBeta1,
+    beta2: h.adamBeta2,
+    stepSize: learningRate / (1 - h.adamBeta1 ** t),
+    sqrtBiasCorrection2: Math.sqrt(1 - h.adamBeta2 ** t),
+    epsilon: h.adamEpsilon,
+    emaDecay: emaDecayAt(step, h),
+  };
+}
+
 /** Applies one optimizer step in place (grads is read, not changed) and advances state.step. */
 export function applyUpdate(state: TrainState, grads: Float32Array, h: OptimizerHyperparams): UpdateStats {
   if (grads.length !== state.params.length) {
     throw new Error(`gradient buffer has ${grads.length} values, parameters have ${state.params.length}`);
   }
-  const lr = learningRateAt(state.step, h);
+  const c = adamStepConstants(state.step, h);
   const gradNorm = globalNorm(grads);
   // tf.clip_by_global_norm: scale by clip / max(norm, clip).
   const scale = h.gradClipNorm / Math.max(gradNorm, h.gradClipNorm);
-  const t = state.step + 1;
-  const b1 = h.adamBeta1;
-  const b2 = h.adamBeta2;
-  const biasCorrection1 = 1 - b1 ** t;
-  const biasCorrection2 = 1 - b2 ** t;
-  const stepSize = lr / biasCorrection1;
-  const sqrtBc2 = Math.sqrt(biasCorrection2);
+  const { beta1: b1, beta2: b2, stepSize, sqrtBiasCorrection2: sqrtBc2, epsilon, emaDecay: decay } = c;
   const { params, adamM: m, adamV: v, ema } = state;
-  const decay = emaDecayAt(state.step, h);
   for (let i = 0; i < params.length; i++) {
     const g = grads[i] * scale;
     const mi = b1 * m[i] + (1 - b1) * g;
     const vi = b2 * v[i] + (1 - b2) * g * g;
     m[i] = mi;
     v[i] = vi;
-    const p = params[i] - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + h.adamEpsilon);
+    const p = params[i] - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + epsilon);
     params[i] = p;
     ema[i] = decay * ema[i] + (1 - decay) * params[i];
   }
-  state.step = t;
-  return { learningRate: lr, gradNorm, clipped: scale < 1 };
+  state.step += 1;
+  return { learningRate: c.learningRate, gradNorm, clipped: scale < 1 };
 }

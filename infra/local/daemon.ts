@@ -136,16 +136,32 @@ export function groupMembers(pgid: number): number[] {
   const members: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = procStat(Number(entry));
-    if (stat && stat.pgrp === pgid && stat.state !== 'Z') members.push(Number(entry));
+    const pid = Number(entry);
+    const stat = procStat(pid);
+    if (stat && stat.pgrp === pgid && (stat.state !== 'Z' || threadsExiting(pid))) members.push(pid);
   }
   return members;
 }
 
-function procStat(pid: number): { state: string; pgrp: number } | null {
+/**
+ * A multi-threaded process (a Go server) whose main thread is already a zombie while other threads are
+ * still exiting: they hold its files and sockets until the last one is gone.
+ */
+function threadsExiting(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((tid) => {
+      const stat = procStat(Number(tid), `/proc/${pid}/task/${tid}/stat`);
+      return stat !== null && stat.state !== 'Z' && stat.state !== 'X';
+    });
+  } catch {
+    return false;
+  }
+}
+
+function procStat(pid: number, file = `/proc/${pid}/stat`): { state: string; pgrp: number } | null {
   if (process.platform !== 'linux') return null;
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const text = readFileSync(file, 'utf8');
     // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses, so split after the last ')'.
     const [state, , pgrp] = text.slice(text.lastIndexOf(')') + 2).split(' ');
     return { state, pgrp: Number(pgrp) };

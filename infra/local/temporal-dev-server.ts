@@ -5,7 +5,7 @@ import { Connection } from '@temporalio/client';
 import type { SearchAttributeType } from '@temporalio/common';
 import { resolveTool } from './binaries';
 import { ManagedProcess } from './managed-process';
-import { findFreePort } from './ports';
+import { findFreePort, portIsFree } from './ports';
 import {
   CLI_TYPE_NAMES,
   DDPM_SEARCH_ATTRIBUTES,
@@ -37,6 +37,14 @@ export interface TemporalDevServerOptions {
 }
 
 const PORT_ATTEMPTS = 3;
+/**
+ * A graceful stop gets this long before the server is killed. On a loaded machine it has taken over 10 s,
+ * and a server killed mid-shutdown leaves stale cluster membership in its database: the next start then
+ * waits out the membership join timeout (30 s) before it answers.
+ */
+const GRACEFUL_STOP_TIMEOUT_MS = 30_000;
+/** How long a restart waits for its ports to be released before it reports who holds them. */
+const PORT_RELEASE_TIMEOUT_MS = 30_000;
 
 /**
  * A Temporal dev server (`temporal server start-dev`) on SQLite: start, wait until the frontend
@@ -93,6 +101,11 @@ export class TemporalDevServer {
     return this.uiPortValue === undefined ? undefined : `http://${this.ip}:${this.uiPortValue}`;
   }
 
+  /** The id of the server's process group (its watchdog shell and the server), while started. */
+  get processGroup(): number | undefined {
+    return this.running ? this.process?.pid : undefined;
+  }
+
   get running(): boolean {
     return this.process !== undefined && this.process.exit === undefined;
   }
@@ -101,6 +114,8 @@ export class TemporalDevServer {
   async start(): Promise<void> {
     if (this.running) return;
     const choosePorts = this.portValue === undefined;
+    // A restart keeps its ports (clients reconnect by themselves): wait until nothing holds them.
+    if (!choosePorts) await this.portsReleased();
     for (let attempt = 1; ; attempt++) {
       if (choosePorts) {
         this.portValue = await findFreePort(this.ip);
@@ -125,9 +140,12 @@ export class TemporalDevServer {
     await this.ensureSearchAttributes();
   }
 
-  /** Stops the server (gracefully unless `force`, which simulates a crash); the db file stays. */
+  /**
+   * Stops the server (gracefully unless `force`, which simulates a crash); the db file stays. Resolves
+   * once the server process has exited, so its port and database are free.
+   */
   async stop(opts: { force?: boolean } = {}): Promise<void> {
-    await this.process?.stop(opts);
+    await this.process?.stop({ ...opts, timeoutMs: GRACEFUL_STOP_TIMEOUT_MS });
   }
 
   async restart(opts: { force?: boolean } = {}): Promise<void> {
@@ -169,6 +187,21 @@ export class TemporalDevServer {
       args.push('--search-attribute', `${name}=${CLI_TYPE_NAMES[type]}`);
     }
     return args;
+  }
+
+  private async portsReleased(): Promise<void> {
+    const ports = [this.port, ...(this.uiPortValue === undefined ? [] : [this.uiPortValue])];
+    for (const port of ports) {
+      await waitUntil(`temporal dev server: port ${port} on ${this.ip}`, () => portIsFree(this.ip, port), {
+        timeoutMs: PORT_RELEASE_TIMEOUT_MS,
+        intervalMs: 100,
+      }).catch(() => {
+        throw new Error(
+          `temporal dev server: port ${port} on ${this.ip} is still in use after ${PORT_RELEASE_TIMEOUT_MS / 1000} s; ` +
+            'another process holds it (the server keeps its ports across restarts)',
+        );
+      });
+    }
   }
 
   private async waitUntilReady(): Promise<void> {

@@ -53,12 +53,13 @@ async function main(dir: string): Promise<void> {
   await tf.setBackend('cpu');
   const config = fixtureConfig();
   const trainer = new Trainer({ config, data: fixtureImages() });
-  while (trainer.state.step < config.train.totalSteps) await trainer.step();
+  while (trainer.currentStep < config.train.totalSteps) await trainer.step();
+  const state = await trainer.hostState();
   trainer.dispose();
-  const manifest = await saveCheckpointDir(dir, trainer.state, config);
+  const manifest = await saveCheckpointDir(dir, state, config);
   console.log(
     JSON.stringify(
-      { dir, step: manifest.step, paramCount: manifest.paramCount, digests: stateDigests(trainer.state) },
+      { dir, step: manifest.step, paramCount: manifest.paramCount, digests: stateDigests(state) },
       null,
       2,
     ),

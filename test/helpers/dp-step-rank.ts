@@ -50,16 +50,16 @@ async function main(job: RankJob): Promise<void> {
     rank: group.rank,
     worldSize: group.world,
     reduce: async (local: Float32Array): Promise<Float32Array> => {
-      const reduced: Float32Array = await group.allReduce(local, { step: trainer.state.step });
+      const reduced: Float32Array = await group.allReduce(local, { step: trainer.currentStep });
       firstReduced ??= reduced.slice();
       return reduced;
     },
   });
-  while (trainer.state.step < job.steps) await trainer.step();
+  while (trainer.currentStep < job.steps) await trainer.step();
   await group.close();
   const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   writeFileSync(`${job.out}.grads.f32`, bytes(firstReduced!));
-  writeFileSync(`${job.out}.params.f32`, bytes(trainer.state.params));
+  writeFileSync(`${job.out}.params.f32`, bytes((await trainer.hostState()).params));
   trainer.dispose();
 }
 

@@ -55,9 +55,10 @@ export async function writeMicroDataset(dir: string, count = 24): Promise<string
 export async function uninterruptedParams(config: RunConfig, dataset: string): Promise<Float32Array> {
   const data = await loadImageDataset(dataset);
   const trainer = new Trainer({ config, data });
-  while (trainer.state.step < config.train.totalSteps) await trainer.step();
+  while (trainer.currentStep < config.train.totalSteps) await trainer.step();
+  const { params } = await trainer.hostState();
   trainer.dispose();
-  return trainer.state.params;
+  return params;
 }
 
 export const sameBits = (a: Float32Array, b: Float32Array) =>
