@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { runCli } from '../common/errors';
-import { positiveInt } from '../common/options';
+import { nonNegativeInt, positiveInt, positiveNumber } from '../common/options';
 import type { WireFormat } from '../coordinator/api';
 import { joinGroup } from '../coordinator/client';
 import { CoordinatorServer } from '../coordinator/server';
@@ -298,12 +298,6 @@ function worldList(value: string): number[] {
   return ns;
 }
 
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got '${value}'`);
-  return n;
-}
-
 interface Options {
   workers: number[];
   mb: number;
@@ -322,7 +316,7 @@ const program = new Command('bench:allreduce')
     143,
   )
   .option('--iters <n>', 'timed all-reduces per world size', positiveInt, 5)
-  .option('--warmup <n>', 'untimed all-reduces first', (v) => Number(v), 1)
+  .option('--warmup <n>', 'untimed all-reduces first', nonNegativeInt, 1)
   .addOption(new Option('--wire <format>', 'transfer precision').choices(['fp32', 'bf16']).default('fp32'));
 
 async function main(): Promise<void> {

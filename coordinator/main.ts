@@ -13,7 +13,7 @@ import { formatAddress } from './protocol';
 import { CoordinatorServer } from './server';
 
 function port(value: string): number {
-  const n = Number(value);
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 0 || n > 65535)
     throw new InvalidArgumentError(`expected a port number (0-65535), got '${value}'`);
   return n;

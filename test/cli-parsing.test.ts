@@ -2,6 +2,8 @@
  * Command-line input is read whole or refused: numbers (commander hands each option's text to these
  * parsers) and schema failures, which reach the user as one line.
  */
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { oneLine } from '../common/errors';
@@ -30,4 +32,27 @@ test('a schema failure becomes one line naming the field, not a JSON dump of iss
   const line = oneLine(parsed.error);
   expect(line).toBe('invalid input: run.id: letters only');
   expect(oneLine(new Error('first\n  second'))).toBe('first second');
+});
+
+test('the worker and coordinator entry points read their numbers whole too', () => {
+  const run = (script: string, args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
+      cwd: resolve(__dirname, '..'),
+      encoding: 'utf8',
+      env: { ...process.env, DDPM_COORDINATOR_KEY: 'k', TEMPORAL_ADDRESS: '127.0.0.1:1' },
+    });
+  const cases: [string, string[], RegExp][] = [
+    [
+      'workers/trainer-worker.ts',
+      ['--shutdown-grace', '10s'],
+      /--shutdown-grace: expected a number of seconds, got '10s'/,
+    ],
+    ['workers/trainer-worker.ts', ['--slot', ' 1'], /--slot: expected a whole number >= 0, got ' 1'/],
+    ['coordinator/main.ts', ['--port', '0x10'], /--port .*'0x10' is invalid/],
+  ];
+  for (const [script, args, expected] of cases) {
+    const r = run(script, args);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toMatch(expected);
+  }
 });

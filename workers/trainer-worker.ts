@@ -66,10 +66,15 @@ interface Options {
   dataHost?: string;
 }
 
+/** Digits only: Number() would also take '', ' 1' and '0x1'. */
 function nonNegativeInt(flag: string, raw: string): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag}: expected a whole number >= 0, got '${raw}'`);
-  return n;
+  if (!/^\d+$/.test(raw)) throw new Error(`${flag}: expected a whole number >= 0, got '${raw}'`);
+  return Number(raw);
+}
+
+function seconds(flag: string, raw: string): number {
+  if (!/^\d+(\.\d+)?$/.test(raw)) throw new Error(`${flag}: expected a number of seconds, got '${raw}'`);
+  return Number(raw);
 }
 
 function pinToCpus(list: string): void {
@@ -105,6 +110,7 @@ runCli(async () => {
   if (!o.workflows && !o.activities)
     throw new Error('--no-workflows and --no-activities leave nothing to do');
   const slot = o.slot === undefined ? undefined : nonNegativeInt('--slot', o.slot);
+  const shutdownGrace = seconds('--shutdown-grace', o.shutdownGrace);
   if (slot !== undefined && !o.activities) throw new Error('--slot needs activities (drop --no-activities)');
   if (slot === undefined && !o.shared) throw new Error('--no-shared only makes sense with --slot');
   if (slot !== undefined && !process.env.DDPM_COORDINATOR_KEY) {
@@ -130,7 +136,7 @@ runCli(async () => {
         activities,
         // One training segment at a time: it uses the whole accelerator (or all cores).
         maxConcurrentActivityTaskExecutions: 1,
-        shutdownGraceTime: `${Number(o.shutdownGrace)}s`,
+        shutdownGraceTime: `${shutdownGrace}s`,
         // Heartbeats carry live progress (step, loss, img/s) to the UI and CLI: send them every few seconds
         // instead of the SDK's default of up to 60 s.
         maxHeartbeatThrottleInterval: '3s',

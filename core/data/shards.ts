@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import { DatasetError } from './errors';
 import type { ImageDataset } from './types';
 
@@ -8,23 +9,38 @@ import type { ImageDataset } from './types';
  */
 export const SHARD_FORMAT = 'ddpm-image-shards';
 
-export interface ShardManifest {
-  format: typeof SHARD_FORMAT;
-  version: 1;
-  source: string;
-  count: number;
-  height: number;
-  width: number;
-  channels: number;
-  shards: { name: string; count: number; sha256: string }[];
+const LABELS_NAME = 'labels.u8';
+const count = z.number().int().min(0);
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'expected a sha256 in hex');
+const ShardManifestSchema = z.object({
+  format: z.literal(SHARD_FORMAT),
+  version: z.literal(1),
+  source: z.string(),
+  count,
+  height: z.number().int().positive(),
+  width: z.number().int().positive(),
+  channels: z.number().int().positive(),
+  shards: z.array(
+    z.object({
+      name: z.string().regex(/^shard-\d+\.u8$/, 'expected shard-<n>.u8'),
+      count,
+      sha256: sha256Hex,
+    }),
+  ),
   /** One class index per image (uint8, image order), when the source has labels. Absent in older manifests. */
-  labels?: { name: string; sha256: string };
+  labels: z.object({ name: z.literal(LABELS_NAME), sha256: sha256Hex }).optional(),
   /**
    * Training manifests only: the held-out split's manifest, relative to this one ('test/manifest.json'),
    * or null when the source declares none. Absent in manifests written before held-out splits were kept.
    */
-  heldOut?: string | null;
-}
+  heldOut: z
+    .string()
+    .regex(/^[a-z0-9-]+\/manifest\.json$/, 'expected <folder>/manifest.json beside this manifest')
+    .nullable()
+    .optional(),
+});
+
+export type ShardManifest = z.infer<typeof ShardManifestSchema>;
 
 /** The slice of an object store that prepared splits need (store/'s local and S3 stores implement it). */
 export interface ShardObjects {
@@ -42,8 +58,6 @@ export interface ShardedImages {
   /** Present when the manifest lists labels. */
   labels?: Uint8Array;
 }
-
-const LABELS_NAME = 'labels.u8';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -82,17 +96,22 @@ export function splitIntoShards(
   return { manifest, shards };
 }
 
+/** Parses and validates a dataset manifest; anything malformed is a DatasetError naming the field. */
 export function parseShardManifest(bytes: Uint8Array, where: string): ShardManifest {
-  let m: ShardManifest;
+  let raw: unknown;
   try {
-    m = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    raw = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch {
     throw new DatasetError(where, 'dataset manifest is not valid JSON');
   }
-  if (m.format !== SHARD_FORMAT || m.version !== 1 || !Array.isArray(m.shards)) {
-    throw new DatasetError(where, `not a ${SHARD_FORMAT} v1 manifest`);
+  const head = z.object({ format: z.literal(SHARD_FORMAT), version: z.literal(1) }).safeParse(raw);
+  if (!head.success) throw new DatasetError(where, `not a ${SHARD_FORMAT} v1 manifest`);
+  const m = ShardManifestSchema.safeParse(raw);
+  if (!m.success) {
+    const issue = m.error.issues[0];
+    throw new DatasetError(where, `dataset manifest ${issue?.path.join('.')}: ${issue?.message}`);
   }
-  return m;
+  return m.data;
 }
 
 /** Reassembles the shards, verifying each one's size and checksum. */
