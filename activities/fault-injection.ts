@@ -12,7 +12,7 @@
  *  - `slow-sampling:<ms>`: every denoising step of a sample chunk takes <ms> longer, so a chunk lasts
  *    long enough to be watched and killed mid-way.
  */
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { setTimeout as sleep } from 'node:timers/promises';
 
 function faultValue(kind: string): number | undefined {
   const spec = process.env.DDPM_FAULT_INJECTION;

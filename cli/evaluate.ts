@@ -21,12 +21,12 @@ import { isEmbeddedSource, parseShardManifest, prepareSplits } from '../core/dat
 import { existsSync } from 'node:fs';
 import { runKeys } from '../core/store-layout';
 import { localCopyOf } from '../activities/runtime';
-import { isS3Uri, openStore } from '../store';
+import { openStore } from '../store';
 import { loadExtractor, refreshRunReports } from '../activities/evaluate';
 import { UsageError, runCli } from '../common/errors';
 import { nonNegativeInt, positiveInt } from '../common/options';
 import { progressLine, type ProgressLine } from './progress';
-import { absoluteStoreUri, objectUri, runIdOption } from './run-input';
+import { absoluteDatasetSource, absoluteStoreUri, objectUri, runIdOption } from './run-input';
 
 function metricList(value: string): MetricName[] {
   const names = value.split(',').map((s) => s.trim());
@@ -204,8 +204,7 @@ runCli(async () => {
       );
     }
     log(`preparing ${upgradeFrom} into ${store.uri}/${datasetKey} (training and held-out splits)`);
-    const source =
-      isEmbeddedSource(upgradeFrom) || isS3Uri(upgradeFrom) ? upgradeFrom : path.resolve(upgradeFrom);
+    const source = absoluteDatasetSource(upgradeFrom);
     const local = await localCopyOf(source);
     try {
       await prepareSplits(

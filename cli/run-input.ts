@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { InvalidArgumentError } from 'commander';
+import { isEmbeddedSource } from '../core/data/embedded-digits';
 import { RunIdSchema, TrainingRunInputSchema, type TrainingRunInput } from '../core/run-input';
+import { isS3Uri } from '../store';
 
 /** Validates a run input; the error names the first offending field, e.g. `schedule.checkpointEvery`. */
 export function parseRunInput(value: unknown): TrainingRunInput {
@@ -16,6 +18,14 @@ export function parseRunInput(value: unknown): TrainingRunInput {
 export function absoluteStoreUri(store: string): string {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) return store;
   return path.resolve(store);
+}
+
+/**
+ * A dataset source as workers need it (they run elsewhere: another cwd, another machine with the same
+ * mounts): S3 URIs and the embedded digits untouched, local paths made absolute.
+ */
+export function absoluteDatasetSource(source: string): string {
+  return isS3Uri(source) || isEmbeddedSource(source) ? source : path.resolve(source);
 }
 
 /** Joins a store URI and an object key for display (`/abs/runs` + `run/latest`). */

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { defaultCheckpointEvery } from '../core/train/checkpoint-schedule';
 import { BACKEND_CHOICES } from '../core/backend/names';
 import { Command, Option } from 'commander';
-import { isEmbeddedSource } from '../core/data';
 import { isS3Uri } from '../store';
 import { DEFAULT_PRESET, presetNames } from '../core/presets';
 import { TRAINER_TASK_QUEUE, TrainingRunInput, TrainingRunResult } from '../workflows/api';
@@ -25,7 +24,7 @@ import {
   resolveRunConfig,
 } from '../common/options';
 import { describeRun, startRunExecution, stateName, withStoreResumePoint } from './run-executions';
-import { absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
+import { absoluteDatasetSource, absoluteStoreUri, parseRunInput, runIdOption } from './run-input';
 import { completedRunLines } from './run-report';
 import { openTemporalSession, workerNeedsOf } from './temporal-session';
 import { localCoordinatorAddress, localStackSettings } from '../infra/local/local-stack';
@@ -226,8 +225,7 @@ async function runInputFrom(o: Options, localCoordinator: string | null): Promis
   if (isS3Uri(dataset)) {
     await checkS3Dataset(dataset);
   } else {
-    // Workers run elsewhere (another cwd, another machine with the same mounts): never a relative path.
-    if (!isEmbeddedSource(dataset)) dataset = path.resolve(dataset);
+    dataset = absoluteDatasetSource(dataset);
     await checkDatasetFits(dataset, config);
   }
   if (isS3Uri(storeUri)) await checkS3Store(storeUri, runId);
